@@ -1,0 +1,275 @@
+//! Layer 2: safe, NULL-tolerant accessors over Apache's `request_rec` and `conn_rec`.
+//!
+//! Every pointer Apache hands us may be NULL, and so may every pointer inside the records.
+//! Strings come back as [`Text`]: a pointer to a NUL-terminated string that is never NULL
+//! (an absent value points at a static empty string). The accessors never copy or allocate;
+//! the strings they return are Apache's own, valid for the life of the request.
+
+use crate::ffi;
+use std::ffi::{CStr, c_char, c_int, c_void};
+use std::marker::PhantomData;
+
+/// Apache never chains more than `LimitInternalRecursion` (10 by default) internal
+/// redirects; a walk along `r->prev`/`r->next` stops after this many hops whatever happens.
+const MAX_CHAIN: usize = 64;
+
+static EMPTY: &CStr = c"";
+
+/// A NUL-terminated string owned by Apache (or the static empty string): never NULL.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Text<'a>(*const c_char, PhantomData<&'a CStr>);
+
+impl<'a> Text<'a> {
+    pub const EMPTY: Text<'static> = Text(c"".as_ptr(), PhantomData);
+
+    /// Wraps a possibly NULL pointer to a NUL-terminated string.
+    ///
+    /// # Safety
+    /// A non-NULL `p` must point to a NUL-terminated string that lives for `'a`.
+    #[inline]
+    pub unsafe fn from_ptr(p: *const c_char) -> Text<'a> {
+        if p.is_null() {
+            Text(EMPTY.as_ptr(), PhantomData)
+        } else {
+            Text(p, PhantomData)
+        }
+    }
+
+    /// The address of the string, as a probe's `uintptr_t` argument.
+    #[inline]
+    pub fn addr(self) -> usize {
+        self.0 as usize
+    }
+
+    #[inline]
+    pub fn as_ptr(self) -> *const c_char {
+        self.0
+    }
+
+    pub fn as_cstr(self) -> &'a CStr {
+        // SAFETY: never NULL, NUL-terminated and alive for 'a by construction.
+        unsafe { CStr::from_ptr(self.0) }
+    }
+
+    pub fn contains_byte(self, b: u8) -> bool {
+        self.as_cstr().to_bytes().contains(&b)
+    }
+}
+
+/// A borrowed `request_rec`.
+#[derive(Clone, Copy)]
+pub struct Request<'a>(&'a ffi::request_rec);
+
+impl<'a> Request<'a> {
+    /// # Safety
+    /// `r` must be NULL or point to a `request_rec` that stays valid for `'a`.
+    #[inline]
+    pub unsafe fn from_ptr(r: *const ffi::request_rec) -> Option<Request<'a>> {
+        // SAFETY: the caller guarantees validity of a non-NULL pointer.
+        unsafe { r.as_ref() }.map(Request)
+    }
+
+    #[inline]
+    pub fn as_ptr(self) -> *const ffi::request_rec {
+        self.0
+    }
+
+    /// True for the request the client sent: not an internal redirect (`r->prev`) and not a
+    /// subrequest (`r->main`).
+    #[inline]
+    pub fn is_initial(self) -> bool {
+        self.0.prev.is_null() && self.0.main.is_null()
+    }
+
+    /// The first request of the internal-redirect chain (what the client asked for).
+    pub fn original(self) -> Request<'a> {
+        let mut r = self;
+        for _ in 0..MAX_CHAIN {
+            // SAFETY: Apache keeps the whole redirect chain alive for the request's life.
+            match unsafe { Request::from_ptr(r.0.prev) } {
+                Some(prev) => r = prev,
+                None => break,
+            }
+        }
+        r
+    }
+
+    /// The last request of the internal-redirect chain (whose status and bytes Apache logs
+    /// as `%>s` and `%B`).
+    pub fn last(self) -> Request<'a> {
+        let mut r = self;
+        for _ in 0..MAX_CHAIN {
+            // SAFETY: as in `original`.
+            match unsafe { Request::from_ptr(r.0.next) } {
+                Some(next) => r = next,
+                None => break,
+            }
+        }
+        r
+    }
+
+    pub fn connection(self) -> Option<Connection<'a>> {
+        // SAFETY: r->connection outlives the request.
+        unsafe { Connection::from_ptr(self.0.connection) }
+    }
+
+    pub fn server(self) -> *const ffi::server_rec {
+        self.0.server
+    }
+
+    pub fn method(self) -> Text<'a> {
+        // SAFETY: Apache's strings live in the request pool.
+        unsafe { Text::from_ptr(self.0.method) }
+    }
+
+    /// The URI as the client sent it, query string included.
+    pub fn unparsed_uri(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.unparsed_uri) }
+    }
+
+    pub fn hostname(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.hostname) }
+    }
+
+    pub fn protocol(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.protocol) }
+    }
+
+    /// The client address after mod_remoteip (`r->useragent_ip`).
+    pub fn useragent_ip(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.useragent_ip) }
+    }
+
+    /// `r->log_id`, else mod_unique_id's `UNIQUE_ID`, else empty.
+    pub fn log_id(self) -> Text<'a> {
+        // SAFETY: as above.
+        let id = unsafe { Text::from_ptr(self.0.log_id) };
+        if id != Text::EMPTY && !id.as_cstr().is_empty() {
+            return id;
+        }
+        table_get(self.0.subprocess_env, c"UNIQUE_ID")
+    }
+
+    pub fn header_in(self, name: &CStr) -> Text<'a> {
+        table_get(self.0.headers_in, name)
+    }
+
+    pub fn status(self) -> c_int {
+        self.0.status
+    }
+
+    /// Response body bytes (`r->bytes_sent`, never negative).
+    pub fn bytes_sent(self) -> u64 {
+        u64::try_from(self.0.bytes_sent).unwrap_or(0)
+    }
+
+    /// When Apache began reading the request, in microseconds since the epoch (0 if unset).
+    pub fn request_time(self) -> i64 {
+        self.0.request_time
+    }
+
+    /// This module's slot in `r->request_config`, if the vector exists.
+    pub fn config_slot(self, module_index: c_int) -> Option<*mut *mut c_void> {
+        let base = self.0.request_config as *mut *mut c_void;
+        if base.is_null() || module_index < 0 {
+            return None;
+        }
+        // SAFETY: Apache sizes every config vector for all loaded modules, and
+        // module_index is the index Apache assigned to this module.
+        Some(unsafe { base.add(module_index as usize) })
+    }
+}
+
+fn table_get<'a>(t: *const ffi::apr_table_t, key: &CStr) -> Text<'a> {
+    if t.is_null() {
+        return Text::EMPTY;
+    }
+    // SAFETY: t is a live APR table; apr_table_get neither allocates nor keeps `key`,
+    // and returns NULL or a string from the table's pool.
+    unsafe { Text::from_ptr(ffi::apr_table_get(t, key.as_ptr())) }
+}
+
+/// A borrowed `conn_rec`.
+#[derive(Clone, Copy)]
+pub struct Connection<'a>(&'a ffi::conn_rec);
+
+impl<'a> Connection<'a> {
+    /// # Safety
+    /// `c` must be NULL or point to a `conn_rec` valid for `'a`.
+    pub unsafe fn from_ptr(c: *const ffi::conn_rec) -> Option<Connection<'a>> {
+        // SAFETY: guaranteed by the caller.
+        unsafe { c.as_ref() }.map(Connection)
+    }
+
+    pub fn id(self) -> u64 {
+        self.0.id as u64
+    }
+
+    pub fn local_ip(self) -> Text<'a> {
+        // SAFETY: connection strings live in the connection pool.
+        unsafe { Text::from_ptr(self.0.local_ip) }
+    }
+
+    pub fn client_ip(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.client_ip) }
+    }
+
+    pub fn local_port(self) -> u16 {
+        // SAFETY: NULL-checked; the sockaddr lives in the connection pool.
+        unsafe { self.0.local_addr.as_ref() }.map_or(0, |a| a.port)
+    }
+
+    pub fn client_port(self) -> u16 {
+        // SAFETY: as above.
+        unsafe { self.0.client_addr.as_ref() }.map_or(0, |a| a.port)
+    }
+
+    /// 4 or 6. An IPv4 peer on an IPv6 socket (`::ffff:a.b.c.d`) counts as 4, matching the
+    /// dotted text APR gives for it; 0 when Apache recorded no address.
+    pub fn ip_version(self) -> u8 {
+        // SAFETY: as above.
+        match unsafe { self.0.client_addr.as_ref() } {
+            None => 0,
+            Some(a) if a.family == ffi::APR_INET6 && self.client_ip().contains_byte(b':') => 6,
+            Some(a) if a.family == ffi::APR_INET6 || a.family == ffi::APR_INET => 4,
+            Some(_) => 0,
+        }
+    }
+
+    /// Whether the connection (or, for HTTP/2 streams, its main connection) runs TLS.
+    pub fn is_tls(self) -> bool {
+        // SAFETY: ap_ssl_conn_is_ssl (Apache >= 2.4.47) only reads the connection; the
+        // pointer is valid and Apache's API takes it as mutable for historical reasons.
+        unsafe { ffi::ap_ssl_conn_is_ssl(self.0 as *const ffi::conn_rec as *mut ffi::conn_rec) != 0 }
+    }
+}
+
+/// Microseconds since the epoch (vDSO `gettimeofday` through APR: no system call).
+pub fn now_us() -> i64 {
+    // SAFETY: no preconditions.
+    unsafe { ffi::apr_time_now() }
+}
+
+/// Writes `msg` to Apache's error log for server `s` (NULL means the main server).
+pub fn log_error(s: *const ffi::server_rec, module_index: c_int, level: c_int, msg: &CStr) {
+    // SAFETY: a constant "%s" format with one C string argument; ap_log_error_ accepts a
+    // NULL server.
+    unsafe {
+        ffi::ap_log_error_(
+            c"mod_dtprovider".as_ptr(),
+            0,
+            module_index,
+            level,
+            0,
+            s,
+            c"%s".as_ptr(),
+            msg.as_ptr(),
+        );
+    }
+}

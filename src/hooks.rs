@@ -1,0 +1,274 @@
+//! Layer 4: the hooks Apache calls, and the only places the probes fire.
+//!
+//! * `post_read_request` (APR_HOOK_FIRST) fires request-start for the initial request only.
+//! * `log_transaction` (APR_HOOK_LAST) fires request-done once per logged request, including
+//!   requests Apache rejected while reading them.
+//! * `child_init` registers the probes with DTrace in every child process (never in the
+//!   parent, which unloads and reloads the module on every restart).
+//!
+//! Disabled path: each hook reads the probes' semaphores and returns. Nothing else happens
+//! (no allocation, formatting, locking or system call). Enabled path: the payload is built
+//! on the stack from Apache's own strings and the probe fires. Every hook body runs under
+//! `catch_unwind`; a caught panic is logged once and the request continues.
+//!
+//! Request ids: request-start takes the next id from a per-process counter (seeded with the
+//! pid in the high bits, so ids are unique on the host) and keeps it in this module's
+//! `r->request_config` slot, as an integer, not an allocation. request-done reads it back
+//! from the original request. The slot also tells request-done whether the request ever
+//! reached request-start.
+
+use crate::apache::{self, Request};
+use crate::ffi;
+use crate::payload::{DtHttpd, Event, FLAG_NO_START};
+use crate::probes;
+use std::any::Any;
+use std::ffi::{CString, c_int, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// The slot value that says "request-start ran while request-start itself was not traced".
+const REACHED_START: usize = usize::MAX;
+
+/// Process-wide id counter; `child_init` seeds it with `pid << 40`.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+static PANIC_LOGGED: AtomicBool = AtomicBool::new(false);
+static FIRST_PANIC: OnceLock<String> = OnceLock::new();
+
+pub(crate) fn module_index() -> c_int {
+    // SAFETY: Apache writes module_index when it loads the module, before any hook runs.
+    unsafe { (*(&raw const crate::dtprovider_module)).module_index }
+}
+
+fn next_id() -> u64 {
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Seeds the id counter for this process: `pid << 40 | 1`.
+pub(crate) fn seed_ids(pid: u32) {
+    NEXT_ID.store((u64::from(pid) << 40) | 1, Ordering::Relaxed);
+}
+
+pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
+    guarded("register_hooks", ptr::null(), || {
+        // Our own copy of std is linked into this module, so this hook only ever sees
+        // panics of this module's code: it records the first message, quietly, for the
+        // one error-log line `report_panic` writes.
+        std::panic::set_hook(Box::new(|info| {
+            let _ = FIRST_PANIC.set(info.to_string());
+        }));
+        // SAFETY: Apache's hook registration API, called from register_hooks as intended.
+        unsafe {
+            ffi::ap_hook_post_read_request(
+                Some(post_read_request),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_FIRST,
+            );
+            ffi::ap_hook_log_transaction(
+                Some(log_transaction),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_LAST,
+            );
+            ffi::ap_hook_child_init(Some(child_init), ptr::null(), ptr::null(), ffi::APR_HOOK_MIDDLE);
+        }
+    });
+}
+
+unsafe extern "C" fn child_init(_p: *mut ffi::apr_pool_t, s: *mut ffi::server_rec) {
+    guarded("child_init", s, || {
+        seed_ids(std::process::id());
+        if let Err(e) = usdt::register_probes() {
+            let msg = format!(
+                "mod_dtprovider: registering the httpd probes with DTrace failed in process {} ({e}); \
+                 the httpd provider is not visible to dtrace in this process. Apache is unaffected.",
+                std::process::id()
+            );
+            log_once(s, ffi::APLOG_ERR, &msg);
+        }
+    });
+}
+
+unsafe extern "C" fn post_read_request(r: *mut ffi::request_rec) -> c_int {
+    if probes::start_hook_needed() {
+        // SAFETY: Apache passes a valid request_rec (or NULL, which from_ptr handles).
+        let server = unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.server as *const _);
+        guarded("request-start", server, || unsafe { on_request_start(r) });
+    }
+    ffi::DECLINED
+}
+
+unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
+    if probes::done_enabled() {
+        // SAFETY: as above.
+        let server = unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.server as *const _);
+        guarded("request-done", server, || unsafe { on_request_done(r) });
+    }
+    ffi::DECLINED
+}
+
+/// # Safety
+/// `r` is NULL or the request_rec Apache passed to post_read_request.
+unsafe fn on_request_start(r: *mut ffi::request_rec) {
+    // SAFETY: guaranteed by the caller.
+    let Some(req) = (unsafe { Request::from_ptr(r) }) else { return };
+    if !req.is_initial() {
+        return; // an internal redirect (or subrequest): the client's request already started
+    }
+    #[cfg(feature = "panic-test")]
+    panic_test::maybe_panic(req, "request-start");
+
+    let mut payload: Option<DtHttpd> = None;
+    let mut id = 0u64;
+    crate::httpd::request__start!(|| {
+        id = next_id();
+        let ev = Event { id, flags: 0, now_us: apache::now_us() };
+        payload.insert(DtHttpd::start(req, ev)).args()
+    });
+    if let Some(slot) = req.config_slot(module_index()) {
+        let mark = if id != 0 { id as usize } else { REACHED_START };
+        // SAFETY: our own slot of this request's config vector.
+        unsafe { slot.write(mark as *mut c_void) };
+    }
+}
+
+/// # Safety
+/// `r` is NULL or the request_rec Apache passed to log_transaction.
+unsafe fn on_request_done(r: *mut ffi::request_rec) {
+    // SAFETY: guaranteed by the caller.
+    let Some(req) = (unsafe { Request::from_ptr(r) }) else { return };
+    #[cfg(feature = "panic-test")]
+    panic_test::maybe_panic(req, "request-done");
+
+    let mut payload: Option<DtHttpd> = None;
+    crate::httpd::request__done!(|| {
+        // SAFETY: our own slot, written (or left NULL) by on_request_start.
+        let mark = req
+            .original()
+            .config_slot(module_index())
+            .map_or(0, |slot| unsafe { slot.read() } as usize);
+        let (id, flags) = match mark {
+            0 => (next_id(), FLAG_NO_START),
+            REACHED_START => (next_id(), 0),
+            id => (id as u64, 0),
+        };
+        let ev = Event { id, flags, now_us: apache::now_us() };
+        payload.insert(DtHttpd::done(req, ev)).args()
+    });
+}
+
+/// Runs a hook body; a panic is caught, logged once, and never reaches Apache.
+fn guarded(hook: &str, server: *const ffi::server_rec, body: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
+        report_panic(hook, server, payload);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn report_panic(hook: &str, server: *const ffi::server_rec, payload: Box<dyn Any + Send>) {
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        let what = FIRST_PANIC.get().cloned().unwrap_or_else(|| {
+            payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into())
+        });
+        let msg = format!(
+            "mod_dtprovider: internal error caught in the {hook} hook ({}); the request \
+             continues and Apache is unaffected. Please report this bug. Further internal \
+             errors in process {} are not logged.",
+            what.replace('\n', " "),
+            std::process::id()
+        );
+        log_once(server, ffi::APLOG_ERR, &msg);
+    }));
+    // Dropping a panic payload can itself panic; never let that escape either.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+}
+
+fn log_once(server: *const ffi::server_rec, level: c_int, msg: &str) {
+    if PANIC_LOGGED.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    apache::log_error(server, module_index(), level, &msg);
+}
+
+#[cfg(feature = "panic-test")]
+mod panic_test {
+    use crate::apache::Request;
+
+    /// Test-only (feature `panic-test`): panic when the URI asks for it.
+    pub fn maybe_panic(req: Request<'_>, hook: &str) {
+        let uri = req.original().unparsed_uri().as_cstr().to_bytes();
+        let marker: &[u8] = b"/__dtprovider_panic__";
+        if uri.windows(marker.len()).any(|w| w == marker) {
+            panic!("panic-test: deliberate panic in the {hook} hook");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeRequest, load_module, logged};
+
+    #[test]
+    fn a_panicking_body_is_contained_and_logged_once() {
+        guarded("unit-test", ptr::null(), || panic!("boom one"));
+        guarded("unit-test", ptr::null(), || panic!("boom two"));
+        let lines = logged();
+        let ours: Vec<_> = lines.iter().filter(|l| l.contains("internal error caught")).collect();
+        assert_eq!(ours.len(), 1, "{lines:?}");
+        assert!(ours[0].contains("unit-test hook"), "{}", ours[0]);
+    }
+
+    #[test]
+    fn hooks_tolerate_null_and_decline() {
+        // SAFETY: NULL is what the hooks must tolerate.
+        unsafe {
+            assert_eq!(post_read_request(ptr::null_mut()), ffi::DECLINED);
+            assert_eq!(log_transaction(ptr::null_mut()), ffi::DECLINED);
+            on_request_start(ptr::null_mut());
+            on_request_done(ptr::null_mut());
+        }
+    }
+
+    #[test]
+    fn start_records_that_the_request_reached_it() {
+        load_module();
+        let mut f = FakeRequest::new();
+        f.set_method("GET").set_uri("/");
+        // SAFETY: a complete fake request.
+        unsafe { on_request_start(f.request_mut() as *mut _) };
+        let slot = f.request().config_slot(module_index()).unwrap();
+        // No tracer here: request-start did not fire, but the mark is set.
+        assert_eq!(unsafe { slot.read() } as usize, REACHED_START);
+    }
+
+    #[test]
+    fn start_ignores_internal_redirects() {
+        load_module();
+        let mut orig = FakeRequest::new();
+        let mut redirected = FakeRequest::new();
+        FakeRequest::chain(&mut orig, &mut redirected);
+        // SAFETY: complete fake requests.
+        unsafe { on_request_start(redirected.request_mut() as *mut _) };
+        let slot = redirected.request().config_slot(module_index()).unwrap();
+        assert!(unsafe { slot.read() }.is_null());
+    }
+
+    #[test]
+    fn ids_carry_the_pid_and_increase() {
+        seed_ids(4242);
+        let a = next_id();
+        let b = next_id();
+        assert_eq!(a >> 40, 4242);
+        assert!(b > a);
+    }
+}

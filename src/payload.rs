@@ -1,0 +1,303 @@
+//! Layer 3: the probe payload, `dthttpd_t`, and the six probe arguments.
+//!
+//! The struct layout is a public compatibility contract (README.md, "Probe reference";
+//! `httpd.d` declares the same struct for DTrace). Its first fields are exactly mod_usdt's
+//! LP64 layout, so translators already in the wild keep working; the fields mod_usdt left
+//! as zeroed padding now carry data. Fields may only ever be appended after offset 120.
+//! `tests::layout_is_the_contract` pins every offset.
+
+use crate::apache::{Request, Text};
+use std::ffi::c_char;
+
+/// `dt_flags` bit 0: the connection runs TLS.
+pub const FLAG_TLS: u8 = 1 << 0;
+/// `dt_flags` bit 1: the request was internally redirected (ErrorDocument, mod_rewrite, ...).
+pub const FLAG_REDIRECTED: u8 = 1 << 1;
+/// `dt_flags` bit 2: request-done of a request that never reached request-start (Apache
+/// rejected it while reading it: 400, 408, 414, 431, ...).
+pub const FLAG_NO_START: u8 = 1 << 2;
+
+/// The native argument of both probes (`arg0`), 120 bytes, 64-bit only.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct DtHttpd {
+    pub dt_rqid: u64,
+    pub dt_status: u16,
+    pub dt_lport: u16,
+    pub dt_rport: u16,
+    pub dt_ipver: u8,
+    pub dt_flags: u8,
+    pub dt_latency_us: u64,
+    pub dt_bytes_sent: u64,
+    pub dt_start_us: u64,
+    pub dt_connid: u64,
+    pub dt_laddr: *const c_char,
+    pub dt_raddr: *const c_char,
+    pub dt_method: *const c_char,
+    pub dt_uri: *const c_char,
+    pub dt_agent: *const c_char,
+    pub dt_host: *const c_char,
+    pub dt_protocol: *const c_char,
+    pub dt_client: *const c_char,
+    pub dt_logid: *const c_char,
+}
+
+/// The probes' six arguments, in order: `(arg0, ..., arg5)`.
+pub type ProbeArgs = (usize, usize, usize, usize, i32, u64);
+
+/// What the hook knows beyond the request itself.
+#[derive(Clone, Copy)]
+pub struct Event {
+    /// The request id (see `crate::hooks`).
+    pub id: u64,
+    /// Extra `dt_flags` bits decided by the hook (only [`FLAG_NO_START`]).
+    pub flags: u8,
+    /// The current time, microseconds since the epoch.
+    pub now_us: i64,
+}
+
+impl DtHttpd {
+    /// The payload for request-start: the initial request, status 0, no bytes, no log id
+    /// unless one already exists.
+    pub fn start(r: Request<'_>, ev: Event) -> DtHttpd {
+        Self::build(r, r, 0, 0, ev)
+    }
+
+    /// The payload for request-done. `r` is the request Apache logs (the original one of an
+    /// internal-redirect chain); status and bytes come from the last request of the chain,
+    /// exactly what `%>s` and `%B` log.
+    pub fn done(r: Request<'_>, ev: Event) -> DtHttpd {
+        let orig = r.original();
+        let last = r.last();
+        let mut ev = ev;
+        if last.as_ptr() != orig.as_ptr() {
+            ev.flags |= FLAG_REDIRECTED;
+        }
+        let status = u16::try_from(last.status()).unwrap_or(0);
+        Self::build(orig, last, status, last.bytes_sent(), ev)
+    }
+
+    fn build(orig: Request<'_>, last: Request<'_>, status: u16, bytes: u64, ev: Event) -> DtHttpd {
+        let conn = orig.connection().or_else(|| last.connection());
+        let start = orig.request_time();
+        let mut flags = ev.flags;
+        if conn.is_some_and(|c| c.is_tls()) {
+            flags |= FLAG_TLS;
+        }
+        DtHttpd {
+            dt_rqid: ev.id,
+            dt_status: status,
+            dt_lport: conn.map_or(0, |c| c.local_port()),
+            dt_rport: conn.map_or(0, |c| c.client_port()),
+            dt_ipver: conn.map_or(0, |c| c.ip_version()),
+            dt_flags: flags,
+            dt_latency_us: latency_us(start, ev.now_us),
+            dt_bytes_sent: bytes,
+            dt_start_us: u64::try_from(start).unwrap_or(0),
+            dt_connid: conn.map_or(0, |c| c.id()),
+            dt_laddr: conn.map_or(Text::EMPTY, |c| c.local_ip()).as_ptr(),
+            dt_raddr: conn.map_or(Text::EMPTY, |c| c.client_ip()).as_ptr(),
+            dt_method: orig.method().as_ptr(),
+            dt_uri: orig.unparsed_uri().as_ptr(),
+            dt_agent: orig.header_in(c"User-Agent").as_ptr(),
+            dt_host: orig.hostname().as_ptr(),
+            dt_protocol: orig.protocol().as_ptr(),
+            dt_client: orig.useragent_ip().as_ptr(),
+            dt_logid: last_nonempty(last.log_id(), orig.log_id()).as_ptr(),
+        }
+    }
+
+    /// The six probe arguments for this payload; `self` must stay where it is while the
+    /// probe fires (arg0 is its address).
+    #[inline]
+    pub fn args(&self) -> ProbeArgs {
+        (
+            self as *const DtHttpd as usize,
+            self.dt_method as usize,
+            self.dt_uri as usize,
+            self.dt_raddr as usize,
+            i32::from(self.dt_status),
+            self.dt_latency_us,
+        )
+    }
+}
+
+fn last_nonempty<'a>(a: Text<'a>, b: Text<'a>) -> Text<'a> {
+    if a.as_cstr().is_empty() { b } else { a }
+}
+
+/// Microseconds from `start` to `now`; 0 when Apache never set a start time or the clock
+/// went backwards.
+pub fn latency_us(start: i64, now: i64) -> u64 {
+    if start <= 0 {
+        return 0;
+    }
+    u64::try_from(now.saturating_sub(start)).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{FakeRequest, cstr_at};
+    use std::mem::{offset_of, size_of};
+
+    #[test]
+    fn layout_is_the_contract() {
+        // The table in README.md ("dthttpd_t"); httpd.d and tests/layout.rs check the same.
+        assert_eq!(offset_of!(DtHttpd, dt_rqid), 0);
+        assert_eq!(offset_of!(DtHttpd, dt_status), 8);
+        assert_eq!(offset_of!(DtHttpd, dt_lport), 10);
+        assert_eq!(offset_of!(DtHttpd, dt_rport), 12);
+        assert_eq!(offset_of!(DtHttpd, dt_ipver), 14);
+        assert_eq!(offset_of!(DtHttpd, dt_flags), 15);
+        assert_eq!(offset_of!(DtHttpd, dt_latency_us), 16);
+        assert_eq!(offset_of!(DtHttpd, dt_bytes_sent), 24);
+        assert_eq!(offset_of!(DtHttpd, dt_start_us), 32);
+        assert_eq!(offset_of!(DtHttpd, dt_connid), 40);
+        assert_eq!(offset_of!(DtHttpd, dt_laddr), 48);
+        assert_eq!(offset_of!(DtHttpd, dt_raddr), 56);
+        assert_eq!(offset_of!(DtHttpd, dt_method), 64);
+        assert_eq!(offset_of!(DtHttpd, dt_uri), 72);
+        assert_eq!(offset_of!(DtHttpd, dt_agent), 80);
+        assert_eq!(offset_of!(DtHttpd, dt_host), 88);
+        assert_eq!(offset_of!(DtHttpd, dt_protocol), 96);
+        assert_eq!(offset_of!(DtHttpd, dt_client), 104);
+        assert_eq!(offset_of!(DtHttpd, dt_logid), 112);
+        assert_eq!(size_of::<DtHttpd>(), 120);
+    }
+
+    fn ev(id: u64, now: i64) -> Event {
+        Event { id, flags: 0, now_us: now }
+    }
+
+    #[test]
+    fn start_payload_from_a_full_request() {
+        let mut f = FakeRequest::new();
+        f.set_method("GET")
+            .set_uri("/a/b?x=1")
+            .set_host("example.test")
+            .set_protocol("HTTP/1.1")
+            .set_useragent_ip("10.1.2.3")
+            .header("User-Agent", "curl/8")
+            .conn("127.0.0.1", 8080, "127.0.0.2", 50000, false)
+            .request_time(1_000_000);
+        f.conn_mut().id = 77;
+        let p = DtHttpd::start(f.request(), ev(5, 1_000_250));
+        assert_eq!(p.dt_rqid, 5);
+        assert_eq!(p.dt_status, 0);
+        assert_eq!(p.dt_lport, 8080);
+        assert_eq!(p.dt_rport, 50000);
+        assert_eq!(p.dt_ipver, 4);
+        assert_eq!(p.dt_flags, 0);
+        assert_eq!(p.dt_latency_us, 250);
+        assert_eq!(p.dt_bytes_sent, 0);
+        assert_eq!(p.dt_start_us, 1_000_000);
+        assert_eq!(p.dt_connid, 77);
+        assert_eq!(cstr_at(p.dt_laddr), "127.0.0.1");
+        assert_eq!(cstr_at(p.dt_raddr), "127.0.0.2");
+        assert_eq!(cstr_at(p.dt_method), "GET");
+        assert_eq!(cstr_at(p.dt_uri), "/a/b?x=1");
+        assert_eq!(cstr_at(p.dt_agent), "curl/8");
+        assert_eq!(cstr_at(p.dt_host), "example.test");
+        assert_eq!(cstr_at(p.dt_protocol), "HTTP/1.1");
+        assert_eq!(cstr_at(p.dt_client), "10.1.2.3");
+        assert_eq!(cstr_at(p.dt_logid), "");
+        // The string arguments are Apache's own pointers, not copies.
+        assert_eq!(p.dt_uri, f.request_ref().unparsed_uri as *const c_char);
+        let a = p.args();
+        assert_eq!(a.0, &p as *const DtHttpd as usize);
+        assert_eq!(a.1, p.dt_method as usize);
+        assert_eq!(a.2, p.dt_uri as usize);
+        assert_eq!(a.3, p.dt_raddr as usize);
+        assert_eq!(a.4, 0);
+        assert_eq!(a.5, 250);
+    }
+
+    #[test]
+    fn every_string_is_non_null_for_an_empty_request() {
+        // A request Apache rejected while reading it: no method, no URI, no connection.
+        let f = FakeRequest::new();
+        let p = DtHttpd::done(f.request(), Event { id: 9, flags: FLAG_NO_START, now_us: 5 });
+        for s in [
+            p.dt_laddr,
+            p.dt_raddr,
+            p.dt_method,
+            p.dt_uri,
+            p.dt_agent,
+            p.dt_host,
+            p.dt_protocol,
+            p.dt_client,
+            p.dt_logid,
+        ] {
+            assert!(!s.is_null());
+            assert_eq!(cstr_at(s), "");
+        }
+        assert_eq!(p.dt_flags, FLAG_NO_START);
+        assert_eq!((p.dt_lport, p.dt_rport, p.dt_ipver, p.dt_connid), (0, 0, 0, 0));
+        assert_eq!(p.dt_latency_us, 0, "no request_time means no latency");
+        assert_eq!(p.dt_start_us, 0);
+    }
+
+    #[test]
+    fn done_reports_the_final_request_of_a_redirect_chain() {
+        let mut orig = FakeRequest::new();
+        orig.set_method("POST").set_uri("/missing?q=1").request_time(100);
+        orig.conn("::1", 80, "::1", 4000, false);
+        orig.request_mut().status = 404;
+        let mut redirected = FakeRequest::new();
+        redirected.set_method("GET").set_uri("/errors/404.html");
+        redirected.request_mut().status = 404;
+        redirected.request_mut().bytes_sent = 321;
+        redirected.set_log_id("abc123");
+        FakeRequest::chain(&mut orig, &mut redirected);
+        let p = DtHttpd::done(orig.request(), ev(3, 600));
+        assert_eq!(p.dt_status, 404);
+        assert_eq!(p.dt_bytes_sent, 321);
+        assert_eq!(p.dt_flags & FLAG_REDIRECTED, FLAG_REDIRECTED);
+        assert_eq!(cstr_at(p.dt_method), "POST", "the client's method, not the redirect's GET");
+        assert_eq!(cstr_at(p.dt_uri), "/missing?q=1");
+        assert_eq!(cstr_at(p.dt_logid), "abc123");
+        assert_eq!(p.dt_ipver, 6);
+        assert_eq!(p.dt_latency_us, 500);
+        assert_eq!(p.args().4, 404);
+        // Called on the last request instead, the answer is the same.
+        let q = DtHttpd::done(redirected.request(), ev(3, 600));
+        assert_eq!((q.dt_status, q.dt_bytes_sent), (404, 321));
+        assert_eq!(cstr_at(q.dt_uri), "/missing?q=1");
+    }
+
+    #[test]
+    fn ipv4_mapped_peer_counts_as_ipv4_and_tls_is_flagged() {
+        let mut f = FakeRequest::new();
+        f.conn("127.0.0.1", 443, "127.0.0.1", 1, true);
+        f.conn_mut_addr_family_v6();
+        let p = DtHttpd::start(f.request(), ev(1, 0));
+        assert_eq!(p.dt_ipver, 4);
+        assert_eq!(p.dt_flags, FLAG_TLS);
+    }
+
+    #[test]
+    fn unique_id_is_the_log_id_when_apache_has_none() {
+        let mut f = FakeRequest::new();
+        f.env("UNIQUE_ID", "ZZ-top");
+        let p = DtHttpd::done(f.request(), ev(1, 0));
+        assert_eq!(cstr_at(p.dt_logid), "ZZ-top");
+    }
+
+    #[test]
+    fn latency_is_never_negative() {
+        assert_eq!(latency_us(0, 10), 0);
+        assert_eq!(latency_us(-5, 10), 0);
+        assert_eq!(latency_us(20, 10), 0);
+        assert_eq!(latency_us(10, 25), 15);
+    }
+
+    #[test]
+    fn status_outside_u16_is_zero_not_truncated() {
+        let mut f = FakeRequest::new();
+        f.request_mut().status = 70000;
+        assert_eq!(DtHttpd::done(f.request(), ev(1, 0)).dt_status, 0);
+        f.request_mut().status = -1;
+        assert_eq!(DtHttpd::done(f.request(), ev(1, 0)).dt_status, 0);
+    }
+}
