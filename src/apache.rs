@@ -163,8 +163,12 @@ impl<'a> Request<'a> {
         self.0.status
     }
 
-    /// Response body bytes (`r->bytes_sent`, never negative).
+    /// Response body bytes, as mod_log_config's `%B` counts them: `r->bytes_sent`, but 0
+    /// when no body was sent (`r->sent_bodyct` unset, e.g. HEAD), never negative.
     pub fn bytes_sent(self) -> u64 {
+        if self.0.sent_bodyct == 0 {
+            return 0;
+        }
         u64::try_from(self.0.bytes_sent).unwrap_or(0)
     }
 

@@ -248,6 +248,7 @@ mod tests {
         redirected.set_method("GET").set_uri("/errors/404.html");
         redirected.request_mut().status = 404;
         redirected.request_mut().bytes_sent = 321;
+        redirected.request_mut().sent_bodyct = 1;
         redirected.set_log_id("abc123");
         FakeRequest::chain(&mut orig, &mut redirected);
         let p = DtHttpd::done(orig.request(), ev(3, 600));
@@ -282,6 +283,16 @@ mod tests {
         f.env("UNIQUE_ID", "ZZ-top");
         let p = DtHttpd::done(f.request(), ev(1, 0));
         assert_eq!(cstr_at(p.dt_logid), "ZZ-top");
+    }
+
+    #[test]
+    fn bytes_are_zero_when_no_body_was_sent_as_in_percent_b() {
+        // HEAD: Apache counts the body it would have sent in bytes_sent but sends none.
+        let mut f = FakeRequest::new();
+        f.request_mut().bytes_sent = 6;
+        assert_eq!(DtHttpd::done(f.request(), ev(1, 0)).dt_bytes_sent, 0);
+        f.request_mut().sent_bodyct = 1;
+        assert_eq!(DtHttpd::done(f.request(), ev(1, 0)).dt_bytes_sent, 6);
     }
 
     #[test]
