@@ -42,7 +42,12 @@ fn query(tool: &str, args: &[&str], what: &str) -> String {
 }
 
 fn main() {
-    for var in ["APXS", "APR_CONFIG", "LIBCLANG_PATH", "BINDGEN_EXTRA_CLANG_ARGS"] {
+    for var in [
+        "APXS",
+        "APR_CONFIG",
+        "LIBCLANG_PATH",
+        "BINDGEN_EXTRA_CLANG_ARGS",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=wrapper.h");
@@ -63,7 +68,11 @@ fn main() {
              install Apache's development files or set APXS."
         ));
     }
-    let ap_cppflags = query(&apxs, &["-q", "EXTRA_CPPFLAGS"], "Apache's preprocessor flags");
+    let ap_cppflags = query(
+        &apxs,
+        &["-q", "EXTRA_CPPFLAGS"],
+        "Apache's preprocessor flags",
+    );
     let apr_config = env::var("APR_CONFIG").unwrap_or_else(|_| {
         // apxs knows which APR Apache was built with; fall back to the one in PATH.
         let from_apxs = Command::new(&apxs)
@@ -131,19 +140,20 @@ fn main() {
         .allowlist_var("APLOG_(ERR|WARNING|NOTICE|INFO)")
         .allowlist_var("APR_INET6?");
 
-    let bindings = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.generate())) {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => fail(&format!(
-            "bindgen could not parse Apache's headers ({e}).\n  \
+    let bindings =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| builder.generate())) {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => fail(&format!(
+                "bindgen could not parse Apache's headers ({e}).\n  \
              If clang says a header such as 'stddef.h' is missing, install libclang's headers \
              (Debian: apt-get install libclang-dev libclang-common-14-dev)."
-        )),
-        Err(_) => fail(
-            "bindgen could not load libclang.\n  \
+            )),
+            Err(_) => fail(
+                "bindgen could not load libclang.\n  \
              Debian/Ubuntu: apt-get install libclang-dev libclang-common-14-dev\n  \
              Elsewhere: install LLVM/clang and set LIBCLANG_PATH to the directory of libclang.so.",
-        ),
-    };
+            ),
+        };
     let out = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR is set by cargo"));
     bindings
         .write_to_file(out.join("apache_bindings.rs"))

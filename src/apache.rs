@@ -114,10 +114,6 @@ impl<'a> Request<'a> {
         unsafe { Connection::from_ptr(self.0.connection) }
     }
 
-    pub fn server(self) -> *const ffi::server_rec {
-        self.0.server
-    }
-
     pub fn method(self) -> Text<'a> {
         // SAFETY: Apache's strings live in the request pool.
         unsafe { Text::from_ptr(self.0.method) }
@@ -250,7 +246,9 @@ impl<'a> Connection<'a> {
     pub fn is_tls(self) -> bool {
         // SAFETY: ap_ssl_conn_is_ssl (Apache >= 2.4.47) only reads the connection; the
         // pointer is valid and Apache's API takes it as mutable for historical reasons.
-        unsafe { ffi::ap_ssl_conn_is_ssl(self.0 as *const ffi::conn_rec as *mut ffi::conn_rec) != 0 }
+        unsafe {
+            ffi::ap_ssl_conn_is_ssl(self.0 as *const ffi::conn_rec as *mut ffi::conn_rec) != 0
+        }
     }
 }
 
@@ -260,8 +258,9 @@ pub fn now_us() -> i64 {
     unsafe { ffi::apr_time_now() }
 }
 
-/// Writes `msg` to Apache's error log for server `s` (NULL means the main server).
-pub fn log_error(s: *const ffi::server_rec, module_index: c_int, level: c_int, msg: &CStr) {
+/// Writes `msg` to Apache's error log for server `s` (None: the main server).
+pub fn log_error(s: Option<&ffi::server_rec>, module_index: c_int, level: c_int, msg: &CStr) {
+    let s = s.map_or(std::ptr::null(), |s| s as *const ffi::server_rec);
     // SAFETY: a constant "%s" format with one C string argument; ap_log_error_ accepts a
     // NULL server.
     unsafe {

@@ -39,7 +39,7 @@ static FIRST_PANIC: OnceLock<String> = OnceLock::new();
 
 pub(crate) fn module_index() -> c_int {
     // SAFETY: Apache writes module_index when it loads the module, before any hook runs.
-    unsafe { (*(&raw const crate::dtprovider_module)).module_index }
+    unsafe { crate::dtprovider_module.module_index }
 }
 
 fn next_id() -> u64 {
@@ -52,7 +52,7 @@ pub(crate) fn seed_ids(pid: u32) {
 }
 
 pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
-    guarded("register_hooks", ptr::null(), || {
+    guarded("register_hooks", None, || {
         // Our own copy of std is linked into this module, so this hook only ever sees
         // panics of this module's code: it records the first message, quietly, for the
         // one error-log line `report_panic` writes.
@@ -73,12 +73,19 @@ pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
                 ptr::null(),
                 ffi::APR_HOOK_LAST,
             );
-            ffi::ap_hook_child_init(Some(child_init), ptr::null(), ptr::null(), ffi::APR_HOOK_MIDDLE);
+            ffi::ap_hook_child_init(
+                Some(child_init),
+                ptr::null(),
+                ptr::null(),
+                ffi::APR_HOOK_MIDDLE,
+            );
         }
     });
 }
 
 unsafe extern "C" fn child_init(_p: *mut ffi::apr_pool_t, s: *mut ffi::server_rec) {
+    // SAFETY: Apache passes its main server_rec (or NULL).
+    let s = unsafe { s.as_ref() };
     guarded("child_init", s, || {
         seed_ids(std::process::id());
         if let Err(e) = usdt::register_probes() {
@@ -95,7 +102,7 @@ unsafe extern "C" fn child_init(_p: *mut ffi::apr_pool_t, s: *mut ffi::server_re
 unsafe extern "C" fn post_read_request(r: *mut ffi::request_rec) -> c_int {
     if probes::start_hook_needed() {
         // SAFETY: Apache passes a valid request_rec (or NULL, which from_ptr handles).
-        let server = unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.server as *const _);
+        let server = unsafe { r.as_ref().and_then(|r| r.server.as_ref()) };
         guarded("request-start", server, || unsafe { on_request_start(r) });
     }
     ffi::DECLINED
@@ -104,7 +111,7 @@ unsafe extern "C" fn post_read_request(r: *mut ffi::request_rec) -> c_int {
 unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
     if probes::done_enabled() {
         // SAFETY: as above.
-        let server = unsafe { r.as_ref() }.map_or(ptr::null(), |r| r.server as *const _);
+        let server = unsafe { r.as_ref().and_then(|r| r.server.as_ref()) };
         guarded("request-done", server, || unsafe { on_request_done(r) });
     }
     ffi::DECLINED
@@ -114,7 +121,9 @@ unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
 /// `r` is NULL or the request_rec Apache passed to post_read_request.
 unsafe fn on_request_start(r: *mut ffi::request_rec) {
     // SAFETY: guaranteed by the caller.
-    let Some(req) = (unsafe { Request::from_ptr(r) }) else { return };
+    let Some(req) = (unsafe { Request::from_ptr(r) }) else {
+        return;
+    };
     if !req.is_initial() {
         return; // an internal redirect (or subrequest): the client's request already started
     }
@@ -125,7 +134,11 @@ unsafe fn on_request_start(r: *mut ffi::request_rec) {
     let mut id = 0u64;
     crate::httpd::request__start!(|| {
         id = next_id();
-        let ev = Event { id, flags: 0, now_us: apache::now_us() };
+        let ev = Event {
+            id,
+            flags: 0,
+            now_us: apache::now_us(),
+        };
         payload.insert(DtHttpd::start(req, ev)).args()
     });
     if let Some(slot) = req.config_slot(module_index()) {
@@ -139,7 +152,9 @@ unsafe fn on_request_start(r: *mut ffi::request_rec) {
 /// `r` is NULL or the request_rec Apache passed to log_transaction.
 unsafe fn on_request_done(r: *mut ffi::request_rec) {
     // SAFETY: guaranteed by the caller.
-    let Some(req) = (unsafe { Request::from_ptr(r) }) else { return };
+    let Some(req) = (unsafe { Request::from_ptr(r) }) else {
+        return;
+    };
     #[cfg(feature = "panic-test")]
     panic_test::maybe_panic(req, "request-done");
 
@@ -155,13 +170,17 @@ unsafe fn on_request_done(r: *mut ffi::request_rec) {
             REACHED_START => (next_id(), 0),
             id => (id as u64, 0),
         };
-        let ev = Event { id, flags, now_us: apache::now_us() };
+        let ev = Event {
+            id,
+            flags,
+            now_us: apache::now_us(),
+        };
         payload.insert(DtHttpd::done(req, ev)).args()
     });
 }
 
 /// Runs a hook body; a panic is caught, logged once, and never reaches Apache.
-fn guarded(hook: &str, server: *const ffi::server_rec, body: impl FnOnce()) {
+fn guarded(hook: &str, server: Option<&ffi::server_rec>, body: impl FnOnce()) {
     if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
         report_panic(hook, server, payload);
     }
@@ -169,7 +188,7 @@ fn guarded(hook: &str, server: *const ffi::server_rec, body: impl FnOnce()) {
 
 #[cold]
 #[inline(never)]
-fn report_panic(hook: &str, server: *const ffi::server_rec, payload: Box<dyn Any + Send>) {
+fn report_panic(hook: &str, server: Option<&ffi::server_rec>, payload: Box<dyn Any + Send>) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
         let what = FIRST_PANIC.get().cloned().unwrap_or_else(|| {
             payload
@@ -191,7 +210,7 @@ fn report_panic(hook: &str, server: *const ffi::server_rec, payload: Box<dyn Any
     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
 }
 
-fn log_once(server: *const ffi::server_rec, level: c_int, msg: &str) {
+fn log_once(server: Option<&ffi::server_rec>, level: c_int, msg: &str) {
     if PANIC_LOGGED.swap(true, Ordering::Relaxed) {
         return;
     }
@@ -220,10 +239,13 @@ mod tests {
 
     #[test]
     fn a_panicking_body_is_contained_and_logged_once() {
-        guarded("unit-test", ptr::null(), || panic!("boom one"));
-        guarded("unit-test", ptr::null(), || panic!("boom two"));
+        guarded("unit-test", None, || panic!("boom one"));
+        guarded("unit-test", None, || panic!("boom two"));
         let lines = logged();
-        let ours: Vec<_> = lines.iter().filter(|l| l.contains("internal error caught")).collect();
+        let ours: Vec<_> = lines
+            .iter()
+            .filter(|l| l.contains("internal error caught"))
+            .collect();
         assert_eq!(ours.len(), 1, "{lines:?}");
         assert!(ours[0].contains("unit-test hook"), "{}", ours[0]);
     }

@@ -167,7 +167,11 @@ mod tests {
     }
 
     fn ev(id: u64, now: i64) -> Event {
-        Event { id, flags: 0, now_us: now }
+        Event {
+            id,
+            flags: 0,
+            now_us: now,
+        }
     }
 
     #[test]
@@ -217,7 +221,14 @@ mod tests {
     fn every_string_is_non_null_for_an_empty_request() {
         // A request Apache rejected while reading it: no method, no URI, no connection.
         let f = FakeRequest::new();
-        let p = DtHttpd::done(f.request(), Event { id: 9, flags: FLAG_NO_START, now_us: 5 });
+        let p = DtHttpd::done(
+            f.request(),
+            Event {
+                id: 9,
+                flags: FLAG_NO_START,
+                now_us: 5,
+            },
+        );
         for s in [
             p.dt_laddr,
             p.dt_raddr,
@@ -233,7 +244,10 @@ mod tests {
             assert_eq!(cstr_at(s), "");
         }
         assert_eq!(p.dt_flags, FLAG_NO_START);
-        assert_eq!((p.dt_lport, p.dt_rport, p.dt_ipver, p.dt_connid), (0, 0, 0, 0));
+        assert_eq!(
+            (p.dt_lport, p.dt_rport, p.dt_ipver, p.dt_connid),
+            (0, 0, 0, 0)
+        );
         assert_eq!(p.dt_latency_us, 0, "no request_time means no latency");
         assert_eq!(p.dt_start_us, 0);
     }
@@ -241,7 +255,9 @@ mod tests {
     #[test]
     fn done_reports_the_final_request_of_a_redirect_chain() {
         let mut orig = FakeRequest::new();
-        orig.set_method("POST").set_uri("/missing?q=1").request_time(100);
+        orig.set_method("POST")
+            .set_uri("/missing?q=1")
+            .request_time(100);
         orig.conn("::1", 80, "::1", 4000, false);
         orig.request_mut().status = 404;
         let mut redirected = FakeRequest::new();
@@ -255,7 +271,11 @@ mod tests {
         assert_eq!(p.dt_status, 404);
         assert_eq!(p.dt_bytes_sent, 321);
         assert_eq!(p.dt_flags & FLAG_REDIRECTED, FLAG_REDIRECTED);
-        assert_eq!(cstr_at(p.dt_method), "POST", "the client's method, not the redirect's GET");
+        assert_eq!(
+            cstr_at(p.dt_method),
+            "POST",
+            "the client's method, not the redirect's GET"
+        );
         assert_eq!(cstr_at(p.dt_uri), "/missing?q=1");
         assert_eq!(cstr_at(p.dt_logid), "abc123");
         assert_eq!(p.dt_ipver, 6);

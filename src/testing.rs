@@ -75,19 +75,37 @@ impl FakeRequest {
         self
     }
     pub fn header(&mut self, k: &str, v: &str) -> &mut Self {
-        self.headers.0.push((CString::new(k).unwrap(), CString::new(v).unwrap()));
+        self.headers
+            .0
+            .push((CString::new(k).unwrap(), CString::new(v).unwrap()));
         self
     }
     pub fn env(&mut self, k: &str, v: &str) -> &mut Self {
-        self.env.0.push((CString::new(k).unwrap(), CString::new(v).unwrap()));
+        self.env
+            .0
+            .push((CString::new(k).unwrap(), CString::new(v).unwrap()));
         self
     }
-    pub fn conn(&mut self, local: &str, lport: u16, client: &str, cport: u16, tls: bool) -> &mut Self {
+    pub fn conn(
+        &mut self,
+        local: &str,
+        lport: u16,
+        client: &str,
+        cport: u16,
+        tls: bool,
+    ) -> &mut Self {
         self.c.local_ip = self.keep(local);
         self.c.client_ip = self.keep(client);
-        for (a, ip, port) in [(&mut self.local, local, lport), (&mut self.client, client, cport)] {
+        for (a, ip, port) in [
+            (&mut self.local, local, lport),
+            (&mut self.client, client, cport),
+        ] {
             a.port = port;
-            a.family = if ip.contains(':') { ffi::APR_INET6 } else { ffi::APR_INET };
+            a.family = if ip.contains(':') {
+                ffi::APR_INET6
+            } else {
+                ffi::APR_INET
+            };
         }
         self.c.local_addr = &mut *self.local;
         self.c.client_addr = &mut *self.client;
@@ -206,5 +224,5 @@ extern "C" fn ap_hook_child_init(
 pub fn load_module() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: written once, before the tests read it, as Apache does at load time.
-    ONCE.call_once(|| unsafe { (*(&raw mut crate::dtprovider_module)).module_index = 3 });
+    ONCE.call_once(|| unsafe { crate::dtprovider_module.module_index = 3 });
 }

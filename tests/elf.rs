@@ -35,7 +35,11 @@ fn stapsdt_notes(elf: &Elf, bytes: &[u8]) -> Vec<Note> {
     let mut notes = Vec::new();
     let mut off = 0;
     while off + 12 <= data.len() {
-        let (namesz, descsz, ty) = (u32_at(off) as usize, u32_at(off + 4) as usize, u32_at(off + 8));
+        let (namesz, descsz, ty) = (
+            u32_at(off) as usize,
+            u32_at(off + 4) as usize,
+            u32_at(off + 8),
+        );
         let name = &data[off + 12..off + 12 + namesz];
         let desc_off = off + 12 + align4(namesz);
         let desc = &data[desc_off..desc_off + descsz];
@@ -68,10 +72,18 @@ fn module_file_is_what_tracers_need() {
     let notes = stapsdt_notes(&elf, &bytes);
     let mut names: Vec<&str> = notes.iter().map(|n| n.name.as_str()).collect();
     names.sort();
-    assert_eq!(names, ["request-done", "request-start"], "one site per probe");
+    assert_eq!(
+        names,
+        ["request-done", "request-start"],
+        "one site per probe"
+    );
     for n in &notes {
         assert_eq!(n.provider, "httpd");
-        assert_eq!(n.args, "8@%rdi 8@%rsi 8@%rdx 8@%rcx -4@%r8d 8@%r9", "{}", n.name);
+        assert_eq!(
+            n.args, "8@%rdi 8@%rsi 8@%rdx 8@%rcx -4@%r8d 8@%r9",
+            "{}",
+            n.name
+        );
         assert_ne!(n.pc, 0);
         assert_ne!(n.sema, 0, "{} has no semaphore", n.name);
     }
@@ -87,13 +99,25 @@ fn module_file_is_what_tracers_need() {
 
     // No two loadable segments share a page with a semaphore, in the file or in memory,
     // and the semaphores are writable.
-    let loads: Vec<_> = elf.program_headers.iter().filter(|p| p.p_type == PT_LOAD).collect();
+    let loads: Vec<_> = elf
+        .program_headers
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD)
+        .collect();
     let page = 4096u64;
-    let relro: Vec<_> = elf.program_headers.iter().filter(|p| p.p_type == PT_GNU_RELRO).collect();
+    let relro: Vec<_> = elf
+        .program_headers
+        .iter()
+        .filter(|p| p.p_type == PT_GNU_RELRO)
+        .collect();
     for n in &notes {
         for r in &relro {
             let pages = r.p_vaddr / page..=(r.p_vaddr + r.p_memsz.max(1) - 1) / page;
-            assert!(!pages.contains(&(n.sema / page)), "{}'s semaphore page is made read-only by RELRO", n.name);
+            assert!(
+                !pages.contains(&(n.sema / page)),
+                "{}'s semaphore page is made read-only by RELRO",
+                n.name
+            );
         }
         let holder: Vec<_> = loads
             .iter()

@@ -27,8 +27,16 @@ fn drive_matrix(a: &Apache) -> Sent {
     let post = "POST /echo.cgi HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-test/1.0\r\n\
                 Content-Type: text/plain\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello=world";
     let (_, buf) = raw_exchange_keep_open(addr, post.as_bytes());
-    assert_eq!(statuses(&buf), vec![200], "{}", String::from_utf8_lossy(&buf));
-    assert!(buf.windows(11).any(|w| w == b"hello=world"), "echo.cgi did not echo the body");
+    assert_eq!(
+        statuses(&buf),
+        vec![200],
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(
+        buf.windows(11).any(|w| w == b"hello=world"),
+        "echo.cgi did not echo the body"
+    );
     let (_, st, body) = request(addr, "GET", "/missing.html?q=1", &[("User-Agent", UA)]);
     assert_eq!((st, body.as_slice()), (404, ERROR_PAGE.as_bytes()));
     let (_, st, _) = request(addr, "GET", "/dir/", &[("User-Agent", UA)]);
@@ -61,17 +69,37 @@ fn drive_matrix(a: &Apache) -> Sent {
     // Rejected while being read: never reach post_read_request.
     let (_, buf) = raw_exchange(addr, b"this is not http\r\n\r\n");
     assert_eq!(statuses(&buf), vec![400]);
-    let long = format!("GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "a".repeat(10_000));
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(10_000)
+    );
     let (_, buf) = raw_exchange(addr, long.as_bytes());
     assert_eq!(statuses(&buf), vec![414]);
-    let (_, buf) = raw_exchange(addr, b"GET /page.html HTTP/1.1\r\nUser-Agent: nohost\r\n\r\n");
+    let (_, buf) = raw_exchange(
+        addr,
+        b"GET /page.html HTTP/1.1\r\nUser-Agent: nohost\r\n\r\n",
+    );
     assert_eq!(statuses(&buf), vec![400]);
-    Sent { page_port, pipelined_port, noua_port, v6_port, h2 }
+    Sent {
+        page_port,
+        pipelined_port,
+        noua_port,
+        v6_port,
+        h2,
+    }
 }
 
 fn one<'a>(events: &'a [Event], start: bool, uri: &str) -> &'a Event {
-    let m: Vec<&Event> = events.iter().filter(|e| e.start == start && e.uri == uri).collect();
-    assert_eq!(m.len(), 1, "expected one {} for {uri:?}, got {m:#?}", if start { "start" } else { "done" });
+    let m: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.start == start && e.uri == uri)
+        .collect();
+    assert_eq!(
+        m.len(),
+        1,
+        "expected one {} for {uri:?}, got {m:#?}",
+        if start { "start" } else { "done" }
+    );
     m[0]
 }
 
@@ -96,8 +124,10 @@ fn check_matrix(mpm: Mpm) {
     let dones: Vec<&Event> = events.iter().filter(|e| !e.start).collect();
 
     // Fidelity: one done per access-log line, the same (client port, status, bytes).
-    let mut from_log: Vec<(u16, i32, u64)> = log.iter().map(|l| (l.rport, l.status, l.bytes)).collect();
-    let mut from_probe: Vec<(u16, i32, u64)> = dones.iter().map(|e| (e.rport, e.arg4, e.bytes)).collect();
+    let mut from_log: Vec<(u16, i32, u64)> =
+        log.iter().map(|l| (l.rport, l.status, l.bytes)).collect();
+    let mut from_probe: Vec<(u16, i32, u64)> =
+        dones.iter().map(|e| (e.rport, e.arg4, e.bytes)).collect();
     from_log.sort();
     from_probe.sort();
     assert_eq!(from_probe, from_log, "request-done events vs access log");
@@ -105,33 +135,69 @@ fn check_matrix(mpm: Mpm) {
     // Every start has exactly one done with its id, in the same process; ids are distinct.
     let mut done_by_id: HashMap<u64, &Event> = HashMap::new();
     for d in &dones {
-        assert!(done_by_id.insert(d.id, d).is_none(), "duplicate done id {}", d.id);
+        assert!(
+            done_by_id.insert(d.id, d).is_none(),
+            "duplicate done id {}",
+            d.id
+        );
         assert_eq!(d.id >> 40, u64::from(d.pid), "ids carry the pid");
     }
     for s in &starts {
-        let d = done_by_id.get(&s.id).unwrap_or_else(|| panic!("start without done: {s:#?}"));
+        let d = done_by_id
+            .get(&s.id)
+            .unwrap_or_else(|| panic!("start without done: {s:#?}"));
         assert_eq!(d.pid, s.pid);
         assert_eq!(d.start_us, s.start_us);
         assert_eq!(d.connid, s.connid);
-        assert_eq!((d.method.as_str(), d.uri.as_str()), (s.method.as_str(), s.uri.as_str()));
-        assert!(d.latency >= s.latency, "done latency {} < start latency {}", d.latency, s.latency);
+        assert_eq!(
+            (d.method.as_str(), d.uri.as_str()),
+            (s.method.as_str(), s.uri.as_str())
+        );
+        assert!(
+            d.latency >= s.latency,
+            "done latency {} < start latency {}",
+            d.latency,
+            s.latency
+        );
         assert_eq!(d.flags & FLAG_NO_START, 0);
     }
-    assert_eq!(starts.len() + 3, dones.len(), "three rejected requests have no start");
+    assert_eq!(
+        starts.len() + 3,
+        dones.len(),
+        "three rejected requests have no start"
+    );
 
     // Arguments agree with the struct, for every event.
     for e in &events {
-        assert!(e.same_ptrs, "arg1..arg3 must be the struct's own string pointers: {e:#?}");
+        assert!(
+            e.same_ptrs,
+            "arg1..arg3 must be the struct's own string pointers: {e:#?}"
+        );
         assert_eq!(i32::from(e.status), e.arg4);
         assert_eq!(e.latency, e.arg5);
         if e.start {
-            assert_eq!((e.arg4, e.bytes), (0, 0), "start has no status or bytes: {e:#?}");
+            assert_eq!(
+                (e.arg4, e.bytes),
+                (0, 0),
+                "start has no status or bytes: {e:#?}"
+            );
         }
         assert_eq!(e.lport, a.port);
         assert_eq!(e.flags & FLAG_TLS, 0);
-        assert!(e.latency < 30_000_000, "latency {} us is not plausible", e.latency);
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as u64;
-        assert!(e.start_us > now_us - 600_000_000 && e.start_us <= now_us, "start_us {}", e.start_us);
+        assert!(
+            e.latency < 30_000_000,
+            "latency {} us is not plausible",
+            e.latency
+        );
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        assert!(
+            e.start_us > now_us - 600_000_000 && e.start_us <= now_us,
+            "start_us {}",
+            e.start_us
+        );
     }
 
     // GET with a query string and a User-Agent.
@@ -167,8 +233,14 @@ fn check_matrix(mpm: Mpm) {
     let s = one(&events, true, "/missing.html?q=1");
     let d = one(&events, false, "/missing.html?q=1");
     assert_eq!(s.flags, 0);
-    assert_eq!((d.arg4, d.bytes, d.flags & FLAG_REDIRECTED), (404, ERROR_PAGE.len() as u64, FLAG_REDIRECTED));
-    assert!(!events.iter().any(|e| e.uri.contains("/errors/")), "the redirect must not fire its own events");
+    assert_eq!(
+        (d.arg4, d.bytes, d.flags & FLAG_REDIRECTED),
+        (404, ERROR_PAGE.len() as u64, FLAG_REDIRECTED)
+    );
+    assert!(
+        !events.iter().any(|e| e.uri.contains("/errors/")),
+        "the redirect must not fire its own events"
+    );
 
     // DirectoryIndex: the URI the client sent.
     let d = one(&events, false, "/dir/");
@@ -180,7 +252,10 @@ fn check_matrix(mpm: Mpm) {
         .iter()
         .map(|u| one(&events, false, u))
         .collect();
-    assert!(p.iter().all(|e| e.rport == sent.pipelined_port && e.connid == p[0].connid && e.arg4 == 200));
+    assert!(
+        p.iter()
+            .all(|e| e.rport == sent.pipelined_port && e.connid == p[0].connid && e.arg4 == 200)
+    );
     let mut ids: Vec<u64> = p.iter().map(|e| e.id).collect();
     ids.dedup();
     assert_eq!(ids.len(), 3, "pipelined requests need distinct ids");
@@ -191,13 +266,22 @@ fn check_matrix(mpm: Mpm) {
     assert_eq!(one(&events, true, "/page.html?noua").agent, "");
 
     // IPv6 loopback.
-    for e in [one(&events, true, "/page.html?v6"), one(&events, false, "/page.html?v6")] {
-        assert_eq!((e.ipver, e.raddr.as_str(), e.laddr.as_str(), e.rport), (6, "::1", "::1", sent.v6_port));
+    for e in [
+        one(&events, true, "/page.html?v6"),
+        one(&events, false, "/page.html?v6"),
+    ] {
+        assert_eq!(
+            (e.ipver, e.raddr.as_str(), e.laddr.as_str(), e.rport),
+            (6, "::1", "::1", sent.v6_port)
+        );
     }
 
     // HTTP/2 cleartext.
     if sent.h2 {
-        for e in [one(&events, true, "/page.html?h2"), one(&events, false, "/page.html?h2")] {
+        for e in [
+            one(&events, true, "/page.html?h2"),
+            one(&events, false, "/page.html?h2"),
+        ] {
             assert_eq!(e.protocol, "HTTP/2.0");
             assert_eq!(e.agent, UA);
         }
@@ -205,7 +289,11 @@ fn check_matrix(mpm: Mpm) {
     }
 
     // Rejected requests: done only, no-start flag, and empty or truthful strings.
-    let rejected: Vec<&Event> = dones.iter().copied().filter(|e| e.flags & FLAG_NO_START != 0).collect();
+    let rejected: Vec<&Event> = dones
+        .iter()
+        .copied()
+        .filter(|e| e.flags & FLAG_NO_START != 0)
+        .collect();
     assert_eq!(rejected.len(), 3, "{rejected:#?}");
     let mut st: Vec<i32> = rejected.iter().map(|e| e.arg4).collect();
     st.sort();
@@ -217,7 +305,10 @@ fn check_matrix(mpm: Mpm) {
             e.uri.is_empty() || e.uri == "/page.html" || "this is not http".contains(&e.uri),
             "rejected request URI is garbage: {e:#?}"
         );
-        assert!(e.method.is_empty() || e.method == "GET" || e.method == "this", "{e:#?}");
+        assert!(
+            e.method.is_empty() || e.method == "GET" || e.method == "this",
+            "{e:#?}"
+        );
         assert_eq!(e.raddr, "127.0.0.1");
     }
     eprintln!(
@@ -277,9 +368,20 @@ fn check_ids(out: &str, log_lines: usize, expected: usize) {
         }
     }
     assert_eq!(log_lines, expected, "access log lines");
-    assert_eq!(dones.values().sum::<usize>(), log_lines, "request-done events vs access log");
-    assert_eq!(starts.values().sum::<usize>(), expected, "request-start events");
-    assert!(starts.values().all(|&n| n == 1) && dones.values().all(|&n| n == 1), "ids are unique");
+    assert_eq!(
+        dones.values().sum::<usize>(),
+        log_lines,
+        "request-done events vs access log"
+    );
+    assert_eq!(
+        starts.values().sum::<usize>(),
+        expected,
+        "request-start events"
+    );
+    assert!(
+        starts.values().all(|&n| n == 1) && dones.values().all(|&n| n == 1),
+        "ids are unique"
+    );
     for id in starts.keys() {
         assert!(dones.contains_key(id), "start {id} has no done");
     }
@@ -299,7 +401,7 @@ fn tracer_lifecycle(mpm: Mpm) {
     let t = Tracer::start(include_str!("support/count-ids.bt"), &a.module);
     let a = a.launch();
     let mut logged = 0;
-    let mut round = |a: &Apache, n: usize, logged: &mut usize| {
+    let round = |a: &Apache, n: usize, logged: &mut usize| {
         assert_eq!(load(a.addr(), "/page.html", 4, n / 4), n);
         *logged += n;
         a.wait_access_lines(*logged);

@@ -24,7 +24,10 @@ pub const MODULES: &str = "/usr/lib/apache2/modules";
 pub fn built_module() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test-binary>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let so = profile_dir.join("libmod_dtprovider.so");
     assert!(
         so.exists(),
@@ -32,6 +35,25 @@ pub fn built_module() -> PathBuf {
          command does this)",
         so.display()
     );
+    // A stale module would make every test below test old code.
+    let built = fs::metadata(&so).and_then(|m| m.modified()).unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut sources = vec![root.join("build.rs"), root.join("wrapper.h")];
+    sources.extend(
+        fs::read_dir(root.join("src"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for src in sources {
+        let changed = fs::metadata(&src).and_then(|m| m.modified()).unwrap();
+        assert!(
+            changed <= built,
+            "{} is newer than {}: rebuild the module (`cargo build --release`) before testing",
+            src.display(),
+            so.display()
+        );
+    }
     so
 }
 
@@ -169,7 +191,13 @@ pub struct ApacheOpts {
 
 impl ApacheOpts {
     pub fn new(mpm: Mpm) -> ApacheOpts {
-        ApacheOpts { mpm, with_module: true, ipv6: true, h2c: mpm != Mpm::Prefork, extra: String::new() }
+        ApacheOpts {
+            mpm,
+            with_module: true,
+            ipv6: true,
+            h2c: mpm != Mpm::Prefork,
+            extra: String::new(),
+        }
     }
 }
 
@@ -205,7 +233,11 @@ impl Apache {
         fs::write(htdocs.join("errors/404.html"), ERROR_PAGE).unwrap();
         // A CGI that echoes a POST body back, and one that sleeps a given number of ms.
         let echo = htdocs.join("echo.cgi");
-        fs::write(&echo, "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nexec cat\n").unwrap();
+        fs::write(
+            &echo,
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\nexec cat\n",
+        )
+        .unwrap();
         chmod(&echo, 0o755);
         let slow = htdocs.join("slow.cgi");
         fs::write(
@@ -225,7 +257,14 @@ impl Apache {
         }
         let conf = Self::config(&dir, port, &module, &opts);
         fs::write(dir.join("httpd.conf"), conf).unwrap();
-        Apache { dir, port, module, pid: 0, opts, stopped: true }
+        Apache {
+            dir,
+            port,
+            module,
+            pid: 0,
+            opts,
+            stopped: true,
+        }
     }
 
     fn config(dir: &Path, port: u16, module: &Path, o: &ApacheOpts) -> String {
@@ -250,7 +289,10 @@ impl Apache {
             line("User www-data".into());
             line("Group www-data".into());
         }
-        line(format!("LoadModule mpm_{0}_module {MODULES}/mod_mpm_{0}.so", o.mpm.name()));
+        line(format!(
+            "LoadModule mpm_{0}_module {MODULES}/mod_mpm_{0}.so",
+            o.mpm.name()
+        ));
         match o.mpm {
             Mpm::Prefork => {
                 line("StartServers 2".into());
@@ -322,7 +364,11 @@ impl Apache {
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "apache2 did not come up:\n{}", self.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "apache2 did not come up:\n{}",
+                self.error_log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
         self.wait_children_ready();
@@ -334,7 +380,11 @@ impl Apache {
     fn wait_children_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.children().is_empty() {
-            assert!(Instant::now() < deadline, "no Apache children:\n{}", self.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "no Apache children:\n{}",
+                self.error_log()
+            );
             thread::sleep(Duration::from_millis(50));
         }
     }
@@ -344,7 +394,9 @@ impl Apache {
         let mut kids = Vec::new();
         if let Ok(rd) = fs::read_dir("/proc") {
             for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
                 if let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) {
                     // pid (comm) state ppid ...
                     if let Some(rest) = stat.rsplit_once(')').map(|x| x.1) {
@@ -373,7 +425,10 @@ impl Apache {
 
     pub fn access_log(&self) -> Vec<AccessLine> {
         let text = fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
-        text.lines().filter(|l| !l.is_empty()).map(AccessLine::parse).collect()
+        text.lines()
+            .filter(|l| !l.is_empty())
+            .map(AccessLine::parse)
+            .collect()
     }
 
     /// Waits until the access log has at least `n` lines (logging happens after the
@@ -404,7 +459,11 @@ impl Apache {
             if now.iter().any(|p| !before.contains(p)) && self.opts.mpm != Mpm::Prefork {
                 break;
             }
-            assert!(Instant::now() < deadline, "graceful restart did not finish:\n{}", self.error_log());
+            assert!(
+                Instant::now() < deadline,
+                "graceful restart did not finish:\n{}",
+                self.error_log()
+            );
             thread::sleep(Duration::from_millis(100));
         }
         // The parent reloads its config and modules before it forks the new children; let
@@ -459,12 +518,17 @@ impl Drop for Apache {
 
 fn is_zombie(pid: u32) -> bool {
     fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 
 pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status();
 }
 
 /// One access-log line in the harness's `dt` format.
@@ -537,13 +601,22 @@ impl Tracer {
                 line.clear();
             }
         });
-        let t = Tracer { child: Some(child), out, reader: Some(reader), errfile };
+        let t = Tracer {
+            child: Some(child),
+            out,
+            reader: Some(reader),
+            errfile,
+        };
         let deadline = Instant::now() + Duration::from_secs(90);
         loop {
             if t.output().contains("READY") {
                 return t;
             }
-            let exited = t.child.as_ref().map(|c| c.id()).is_some_and(|pid| is_zombie(pid));
+            let exited = t
+                .child
+                .as_ref()
+                .map(|c| c.id())
+                .is_some_and(is_zombie);
             assert!(
                 !exited && Instant::now() < deadline,
                 "bpftrace did not attach:\n{}\n{}",
@@ -586,7 +659,10 @@ impl Tracer {
         }
         let out = self.output();
         let err = self.stderr();
-        assert!(!out.contains("Lost ") && !err.contains("Lost "), "bpftrace lost events:\n{err}");
+        assert!(
+            !out.contains("Lost ") && !err.contains("Lost "),
+            "bpftrace lost events:\n{err}"
+        );
         out
     }
 }
@@ -655,7 +731,11 @@ pub fn parse_events(out: &str) -> Vec<Event> {
         });
         let e = &mut entry.1;
         let s = |i: usize| f.get(i).copied().unwrap_or("").to_string();
-        let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(u64::MAX);
+        let n = |i: usize| {
+            f.get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(u64::MAX)
+        };
         match f[0] {
             "E1" => {
                 e.start = f[3].ends_with("request-start");
@@ -747,7 +827,12 @@ pub fn statuses(buf: &[u8]) -> Vec<i32> {
 }
 
 /// A simple `GET`/`HEAD` with `Connection: close`; returns (client port, status, body).
-pub fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, i32, Vec<u8>) {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, i32, Vec<u8>) {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -784,9 +869,15 @@ pub fn load(addr: SocketAddr, path: &str, conns: usize, per_conn: usize) -> usiz
                     let mut w = s.try_clone().unwrap();
                     let mut r = BufReader::new(s);
                     while ok < per_conn {
-                        let close = if ok + 1 == per_conn { "Connection: close\r\n" } else { "" };
+                        let close = if ok + 1 == per_conn {
+                            "Connection: close\r\n"
+                        } else {
+                            ""
+                        };
                         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{close}\r\n");
-                        if w.write_all(req.as_bytes()).is_err() || read_one_response(&mut r).is_none() {
+                        if w.write_all(req.as_bytes()).is_err()
+                            || read_one_response(&mut r).is_none()
+                        {
                             reconnects += 1;
                             continue 'conn;
                         }
