@@ -12,7 +12,33 @@
 
 #[cfg(target_os = "linux")]
 mod sema {
-    // Defined (weak, hidden, in the `.probes` section) by the usdt probe sites.
+    // The usdt probe sites define these (weak, hidden, in `.probes`, guarded by `.ifndef`).
+    // Define them here the same way too, so the hooks' checks link even in a build where the
+    // compiler removed a probe site as unreachable (the unit tests call the hooks with NULL).
+    // Whichever definition the assembler sees first wins; there is only ever one semaphore.
+    std::arch::global_asm!(
+        ".ifndef __usdt_sema_httpd_request__start",
+        ".pushsection .probes, \"aw\", \"progbits\"",
+        ".weak __usdt_sema_httpd_request__start",
+        ".hidden __usdt_sema_httpd_request__start",
+        "__usdt_sema_httpd_request__start:",
+        ".zero 2",
+        ".type __usdt_sema_httpd_request__start, @object",
+        ".size __usdt_sema_httpd_request__start, 2",
+        ".popsection",
+        ".endif",
+        ".ifndef __usdt_sema_httpd_request__done",
+        ".pushsection .probes, \"aw\", \"progbits\"",
+        ".weak __usdt_sema_httpd_request__done",
+        ".hidden __usdt_sema_httpd_request__done",
+        "__usdt_sema_httpd_request__done:",
+        ".zero 2",
+        ".type __usdt_sema_httpd_request__done, @object",
+        ".size __usdt_sema_httpd_request__done, 2",
+        ".popsection",
+        ".endif",
+    );
+
     unsafe extern "C" {
         pub static __usdt_sema_httpd_request__start: u16;
         pub static __usdt_sema_httpd_request__done: u16;
