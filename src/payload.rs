@@ -139,7 +139,7 @@ pub fn latency_us(start: i64, now: i64) -> u64 {
 mod tests {
     use super::*;
     use crate::testing::{FakeRequest, cstr_at};
-    use std::mem::{offset_of, size_of};
+    use std::mem::{offset_of, size_of, size_of_val};
 
     #[test]
     fn layout_is_the_contract() {
@@ -164,6 +164,79 @@ mod tests {
         assert_eq!(offset_of!(DtHttpd, dt_client), 104);
         assert_eq!(offset_of!(DtHttpd, dt_logid), 112);
         assert_eq!(size_of::<DtHttpd>(), 120);
+    }
+
+    /// (name, offset, size) of every field, in declaration order.
+    pub(crate) fn layout() -> Vec<(&'static str, usize, usize)> {
+        // SAFETY: all-zero is a valid DtHttpd (integers and raw pointers).
+        let z: DtHttpd = unsafe { std::mem::zeroed() };
+        macro_rules! fields {
+            ($($f:ident),*) => { vec![$((stringify!($f), offset_of!(DtHttpd, $f), size_of_val(&z.$f))),*] };
+        }
+        fields!(
+            dt_rqid,
+            dt_status,
+            dt_lport,
+            dt_rport,
+            dt_ipver,
+            dt_flags,
+            dt_latency_us,
+            dt_bytes_sent,
+            dt_start_us,
+            dt_connid,
+            dt_laddr,
+            dt_raddr,
+            dt_method,
+            dt_uri,
+            dt_agent,
+            dt_host,
+            dt_protocol,
+            dt_client,
+            dt_logid
+        )
+    }
+
+    #[test]
+    fn readme_documents_exactly_this_layout() {
+        // The fields tile the struct with no gap, so the list above is complete.
+        let rust = layout();
+        let mut end = 0;
+        for (name, off, size) in &rust {
+            assert_eq!(*off, end, "gap before {name}");
+            end = off + size;
+        }
+        assert_eq!(end, size_of::<DtHttpd>());
+        // README.md's "dthttpd_t" table: | offset | type | `field` | meaning |
+        let readme = include_str!("../README.md");
+        let table = &readme[readme
+            .find("### dthttpd_t")
+            .expect("README has the dthttpd_t section")..];
+        let doc: Vec<(String, usize, usize)> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("| offset"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let c: Vec<&str> = l.split('|').map(str::trim).collect();
+                let size = match c[2] {
+                    "uint64" => 8,
+                    "uint16" => 2,
+                    "uint8" => 1,
+                    "char *" => 8,
+                    other => panic!("unknown type {other} in README"),
+                };
+                (
+                    c[3].trim_matches('`').to_string(),
+                    c[1].parse().unwrap(),
+                    size,
+                )
+            })
+            .collect();
+        let rust: Vec<(String, usize, usize)> = rust
+            .into_iter()
+            .map(|(n, o, s)| (n.to_string(), o, s))
+            .collect();
+        assert_eq!(doc, rust, "README.md's dthttpd_t table vs the Rust struct");
     }
 
     fn ev(id: u64, now: i64) -> Event {
