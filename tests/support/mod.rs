@@ -594,10 +594,13 @@ impl Tracer {
         let stdout = child.stdout.take().unwrap();
         let sink = out.clone();
         let reader = thread::spawn(move || {
+            // Probe strings may hold any bytes (hostile URIs): read bytes, not UTF-8 lines.
             let mut r = BufReader::new(stdout);
-            let mut line = String::new();
-            while r.read_line(&mut line).unwrap_or(0) > 0 {
-                sink.lock().unwrap().push_str(&line);
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
                 line.clear();
             }
         });
@@ -612,11 +615,7 @@ impl Tracer {
             if t.output().contains("READY") {
                 return t;
             }
-            let exited = t
-                .child
-                .as_ref()
-                .map(|c| c.id())
-                .is_some_and(is_zombie);
+            let exited = t.child.as_ref().map(|c| c.id()).is_some_and(is_zombie);
             assert!(
                 !exited && Instant::now() < deadline,
                 "bpftrace did not attach:\n{}\n{}",
