@@ -12,6 +12,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod apache;
+#[cfg(test)]
+mod contract;
 pub mod ffi;
 mod hooks;
 pub mod payload;

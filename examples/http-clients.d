@@ -1,0 +1,39 @@
+#!/usr/sbin/dtrace -s
+/*
+ * http-clients.d	Apache requests and body bytes sent per client address,
+ *			printed on Ctrl-C.
+ *			For DTrace (illumos, FreeBSD, macOS) with mod_dtprovider.
+ *
+ * USAGE: dtrace -s http-clients.d
+ *
+ * The client address is r->useragent_ip: the TCP peer, or the address
+ * mod_remoteip took from X-Forwarded-For. Bytes are response body bytes, as %B
+ * logs them. Each list is sorted by its value, smallest first.
+ *
+ * Example output (the format; this output was printed by the bpftrace twin,
+ * http-clients.bt, on Linux):
+ *
+ * SAMPLE
+ */
+
+#pragma D option quiet
+
+BEGIN
+{
+	printf("Tracing Apache requests by client... Hit Ctrl-C to end.\n");
+}
+
+httpd*:::request-done
+{
+	@requests[httpd_rqinfo->rq_client] = count();
+	@bytes[httpd_rqinfo->rq_client] = sum(httpd_rqinfo->rq_bytes_sent);
+}
+
+END
+{
+	printf("\n");
+	printa("@requests[%s]: %@d\n", @requests);
+	printf("\n");
+	printa("@bytes[%s]: %@d\n", @bytes);
+	printf("\n");
+}

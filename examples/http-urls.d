@@ -1,0 +1,37 @@
+#!/usr/sbin/dtrace -s
+/*
+ * http-urls.d		Apache requests by URL path (the URI without its query
+ *			string) and status, printed and reset every 5 seconds.
+ *			For DTrace (illumos, FreeBSD, macOS) with mod_dtprovider.
+ *
+ * USAGE: dtrace -s http-urls.d
+ *
+ * Each interval prints the time and then @urls[path, status]: count, least
+ * frequent first. The counts of the last, partial interval are printed on Ctrl-C.
+ *
+ * Example output (the format; this output was printed by the bpftrace twin,
+ * http-urls.bt, on Linux):
+ *
+ * SAMPLE
+ */
+
+#pragma D option quiet
+
+BEGIN
+{
+	printf("Tracing Apache requests by URL path and status... Hit Ctrl-C to end.\n");
+}
+
+httpd*:::request-done
+{
+	@urls[httpd_rqinfo->rq_path, httpd_rqinfo->rq_status] = count();
+}
+
+tick-5s,
+END
+{
+	printf("%Y\n", walltimestamp);
+	printa("@urls[%s, %d]: %@d\n", @urls);
+	printf("\n");
+	trunc(@urls);
+}

@@ -1,0 +1,312 @@
+//! Test-only: the `dthttpd_t` declarations outside Rust (httpd.d for DTrace, the
+//! `struct dthttpd_t` of every bpftrace script in the repository) against the Rust struct
+//! [`crate::payload::DtHttpd`]: the same members, in the same order, with matching types, at
+//! the same offsets, with the same size.
+
+use crate::payload::DtHttpd;
+use std::any::type_name_of_val;
+use std::mem::{offset_of, size_of, size_of_val};
+use std::path::{Path, PathBuf};
+
+/// One member of the Rust struct: name, offset, size, Rust type name.
+#[derive(Debug)]
+struct RustField {
+    name: &'static str,
+    offset: usize,
+    size: usize,
+    ty: &'static str,
+}
+
+/// Every field of `DtHttpd`, in declaration order. The destructuring pattern has no `..`, so
+/// adding a field to the Rust struct without listing it here does not compile.
+macro_rules! rust_fields {
+    ($($f:ident),* $(,)?) => {{
+        // SAFETY: every field is an integer or a raw pointer; all-zero is a valid value.
+        let v: DtHttpd = unsafe { std::mem::zeroed() };
+        let DtHttpd { $($f),* } = v;
+        let mut out = vec![$(RustField {
+            name: stringify!($f),
+            offset: offset_of!(DtHttpd, $f),
+            size: size_of_val(&$f),
+            ty: type_name_of_val(&$f),
+        }),*];
+        out.sort_by_key(|f| f.offset);
+        out
+    }};
+}
+
+fn rust_layout() -> Vec<RustField> {
+    rust_fields!(
+        dt_rqid,
+        dt_status,
+        dt_lport,
+        dt_rport,
+        dt_ipver,
+        dt_flags,
+        dt_latency_us,
+        dt_bytes_sent,
+        dt_start_us,
+        dt_connid,
+        dt_laddr,
+        dt_raddr,
+        dt_method,
+        dt_uri,
+        dt_agent,
+        dt_host,
+        dt_protocol,
+        dt_client,
+        dt_logid,
+    )
+}
+
+/// A member of a C-syntax struct declaration (D or bpftrace), with the offset a C compiler
+/// (and DTrace's and bpftrace's struct layout) gives it.
+#[derive(Debug, PartialEq)]
+struct CField {
+    name: String,
+    ty: String,
+    offset: usize,
+    size: usize,
+}
+
+fn strip_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    loop {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => {
+                out.push_str(&rest[..b]);
+                let end = rest[b + 2..].find("*/").expect("unterminated comment") + b + 4;
+                rest = &rest[end..];
+            }
+            (_, Some(l)) => {
+                out.push_str(&rest[..l]);
+                rest = rest[l..].find('\n').map_or("", |n| &rest[l + n..]);
+            }
+            (None, None) => {
+                out.push_str(rest);
+                return out;
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// The scalar C/D types a `dthttpd_t` declaration may use: (size, alignment).
+fn c_type_size(ty: &str) -> (usize, usize) {
+    match ty {
+        "uint64_t" | "int64_t" | "uintptr_t" | "uint64" | "int64" => (8, 8),
+        "uint32_t" | "int32_t" | "uint32" | "int32" | "int" => (4, 4),
+        "uint16_t" | "int16_t" | "uint16" | "int16" => (2, 2),
+        "uint8_t" | "int8_t" | "uint8" | "int8" | "char" => (1, 1),
+        t if t.ends_with('*') => (8, 8),
+        t => panic!("unexpected type {t:?} in a dthttpd_t declaration"),
+    }
+}
+
+/// Parses the body (between the braces) of a struct declaration, computing C offsets.
+fn parse_c_struct(body: &str) -> (Vec<CField>, usize) {
+    let mut fields = Vec::new();
+    let mut off = 0usize;
+    let mut max_align = 1usize;
+    for decl in strip_comments(body).split(';') {
+        let decl = decl.split_whitespace().collect::<Vec<_>>().join(" ");
+        if decl.is_empty() {
+            continue;
+        }
+        // "type name", "type *name" or "type name[n]".
+        let (ty, name) = decl.rsplit_once(' ').expect("member without a type");
+        let (mut ty, mut name) = (ty.trim().to_string(), name.trim().to_string());
+        while let Some(n) = name.strip_prefix('*') {
+            ty.push_str(" *");
+            name = n.to_string();
+        }
+        let ty = ty.replace(" *", "*").replace('*', " *");
+        assert!(
+            !name.contains('['),
+            "arrays are not part of dthttpd_t: {decl}"
+        );
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad member name {name:?}"
+        );
+        let (size, align) = c_type_size(&ty);
+        off = off.div_ceil(align) * align;
+        fields.push(CField {
+            name,
+            ty,
+            offset: off,
+            size,
+        });
+        off += size;
+        max_align = max_align.max(align);
+    }
+    (fields, off.div_ceil(max_align) * max_align)
+}
+
+/// The struct body declared by `typedef struct [tag] { ... } dthttpd_t;` (D) or
+/// `struct dthttpd_t { ... };` (bpftrace).
+fn find_struct(text: &str, d_typedef: bool) -> Option<String> {
+    let text = strip_comments(text);
+    if d_typedef {
+        let end = text.find("} dthttpd_t;")?;
+        let start = text[..end].rfind("typedef struct")?;
+        let open = text[start..end].find('{')? + start;
+        Some(text[open + 1..end].to_string())
+    } else {
+        let start = text.find("struct dthttpd_t {")?;
+        let open = start + "struct dthttpd_t ".len();
+        let close = text[open..].find("};")? + open;
+        Some(text[open + 1..close].to_string())
+    }
+}
+
+/// Which declared types stand for which Rust type. Pointers may be declared as a 64-bit
+/// integer (D reads user-space pointers with copyin) or as `char *` (bpftrace, for `str()`).
+fn type_matches(rust: &str, c: &str) -> bool {
+    match rust {
+        "u64" => c == "uint64_t" || c == "uint64",
+        "u16" => c == "uint16_t" || c == "uint16",
+        "u8" => c == "uint8_t" || c == "uint8",
+        r if r.starts_with("*const ") => {
+            ["uint64_t", "uintptr_t", "uint64", "char *", "const char *"].contains(&c)
+        }
+        other => panic!("Rust field type {other} has no D/bpftrace counterpart yet"),
+    }
+}
+
+fn check_against_rust(what: &str, body: &str) {
+    let rust = rust_layout();
+    let (fields, size) = parse_c_struct(body);
+    let names = |v: &[CField]| v.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+    let rust_names: Vec<String> = rust.iter().map(|f| f.name.to_string()).collect();
+    assert_eq!(
+        names(&fields),
+        rust_names,
+        "{what}: members or their order differ from DtHttpd"
+    );
+    for (c, r) in fields.iter().zip(&rust) {
+        assert_eq!(c.offset, r.offset, "{what}: offset of {}", r.name);
+        assert_eq!(c.size, r.size, "{what}: size of {}", r.name);
+        assert!(
+            type_matches(r.ty, &c.ty),
+            "{what}: {} is {} in Rust but {} here",
+            r.name,
+            r.ty,
+            c.ty
+        );
+    }
+    assert_eq!(size, size_of::<DtHttpd>(), "{what}: struct size");
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every bpftrace script of the repository (examples/ and the tests' own).
+fn bt_scripts() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for dir in ["examples", "tests/support", "demo"] {
+        let Ok(rd) = std::fs::read_dir(repo().join(dir)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.extension().is_some_and(|x| x == "bt") {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(repo()).unwrap_or(p).display().to_string()
+}
+
+#[test]
+fn rust_layout_is_complete_and_ordered() {
+    let rust = rust_layout();
+    assert_eq!(rust.len(), 19);
+    assert_eq!(rust.first().map(|f| f.name), Some("dt_rqid"));
+    assert_eq!(
+        rust.last().map(|f| (f.name, f.offset + f.size)),
+        Some(("dt_logid", 120))
+    );
+}
+
+#[test]
+fn httpd_d_declares_dthttpd_t_as_the_module_lays_it_out() {
+    let text = include_str!("../httpd.d");
+    let body = find_struct(text, true).expect("httpd.d declares `typedef struct ... } dthttpd_t;`");
+    check_against_rust("httpd.d", &body);
+    // The offsets written in httpd.d's comments are documentation users read: keep them true.
+    for line in body.lines() {
+        let Some(c) = line.split("/*").nth(1) else {
+            continue;
+        };
+        let Some((off, _)) = c.trim().split_once(':') else {
+            continue;
+        };
+        let off: usize = off.trim().parse().expect("offset comment");
+        let name = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches(';');
+        let r = rust_layout().into_iter().find(|f| f.name == name).unwrap();
+        assert_eq!(off, r.offset, "httpd.d comment for {name}");
+    }
+    // 64-bit only: no data-model test, which non-global zones cannot evaluate.
+    assert!(!strip_comments(text).contains("pr_dmodel"));
+}
+
+#[test]
+fn every_bpftrace_struct_matches_the_module() {
+    let scripts = bt_scripts();
+    let mut checked = 0;
+    for p in &scripts {
+        let text = std::fs::read_to_string(p).unwrap();
+        let uses_fields = strip_comments(&text).contains("->dt_");
+        match find_struct(&text, false) {
+            Some(body) => {
+                check_against_rust(&rel(p), &body);
+                checked += 1;
+            }
+            None => assert!(
+                !uses_fields,
+                "{} reads dt_ fields without declaring struct dthttpd_t",
+                rel(p)
+            ),
+        }
+    }
+    // examples/ has bpftrace scripts that read the struct, and so does the test harness.
+    assert!(
+        checked >= 4,
+        "only {checked} bpftrace struct declarations found in {scripts:?}"
+    );
+}
+
+#[test]
+fn the_parser_catches_a_wrong_declaration() {
+    let good = find_struct(include_str!("../httpd.d"), true).unwrap();
+    for (from, to) in [
+        ("uint16_t\tdt_lport", "uint32_t\tdt_lport"),
+        ("uint8_t\t\tdt_flags", "uint16_t\tdt_flags"),
+        ("dt_client;", "dt_clnt;"),
+    ] {
+        let bad = good.replacen(from, to, 1);
+        assert_ne!(bad, good, "{from:?} not found");
+        let r = std::panic::catch_unwind(|| check_against_rust("mutated", &bad));
+        assert!(r.is_err(), "a declaration with {to:?} passed");
+    }
+    // Swapping two members is caught too.
+    let swapped = good
+        .replacen("dt_method;", "dt_tmp;", 1)
+        .replacen("dt_uri;", "dt_method;", 1)
+        .replacen("dt_tmp;", "dt_uri;", 1);
+    assert!(std::panic::catch_unwind(|| check_against_rust("swapped", &swapped)).is_err());
+}
