@@ -36,12 +36,16 @@ pub fn parse_lock(text: &str) -> Result<Vec<LockedCrate>, String> {
         .ok_or("Cargo.lock: no [[package]] entries")?;
     let mut out = Vec::new();
     for p in pkgs {
-        let p = p.as_table().ok_or("Cargo.lock: a [[package]] is not a table")?;
+        let p = p
+            .as_table()
+            .ok_or("Cargo.lock: a [[package]] is not a table")?;
         let field = |k: &str| p.get(k).and_then(|v| v.as_str()).map(str::to_string);
         let (Some(name), Some(version)) = (field("name"), field("version")) else {
             return Err("Cargo.lock: a [[package]] has no name or version".into());
         };
-        let Some(source) = field("source") else { continue };
+        let Some(source) = field("source") else {
+            continue;
+        };
         if !source.starts_with("registry+") && !source.starts_with("sparse+") {
             // Neither pkgsrc's cargo.mk nor this generator can fetch git sources.
             return Err(format!(
@@ -50,7 +54,11 @@ pub fn parse_lock(text: &str) -> Result<Vec<LockedCrate>, String> {
         }
         let checksum = field("checksum")
             .ok_or_else(|| format!("Cargo.lock: {name} {version} has no checksum"))?;
-        out.push(LockedCrate { name, version, checksum });
+        out.push(LockedCrate {
+            name,
+            version,
+            checksum,
+        });
     }
     out.sort();
     Ok(out)
@@ -86,7 +94,9 @@ pub fn cargo_home() -> PathBuf {
     if let Some(h) = std::env::var_os("CARGO_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"));
     home.join(".cargo")
 }
 
@@ -94,7 +104,9 @@ pub fn cargo_home() -> PathBuf {
 /// whose file has the checksum `Cargo.lock` records).
 pub fn find_cached(c: &LockedCrate) -> Result<Option<PathBuf>, String> {
     let cache = cargo_home().join("registry").join("cache");
-    let Ok(dirs) = std::fs::read_dir(&cache) else { return Ok(None) };
+    let Ok(dirs) = std::fs::read_dir(&cache) else {
+        return Ok(None);
+    };
     let mut dirs: Vec<PathBuf> = dirs.filter_map(|d| d.ok().map(|d| d.path())).collect();
     dirs.sort();
     let mut mismatch = None;
@@ -120,7 +132,10 @@ pub fn find_cached(c: &LockedCrate) -> Result<Option<PathBuf>, String> {
 
 /// The `.crate` files of every crate, downloading the missing ones with `cargo fetch` (which
 /// fetches for every target, so crates only some platforms need are there too).
-pub fn crate_files(root: &Path, crates: &[LockedCrate]) -> Result<Vec<(LockedCrate, PathBuf)>, String> {
+pub fn crate_files(
+    root: &Path,
+    crates: &[LockedCrate],
+) -> Result<Vec<(LockedCrate, PathBuf)>, String> {
     let mut missing = false;
     for c in crates {
         if find_cached(c)?.is_none() {
@@ -130,7 +145,9 @@ pub fn crate_files(root: &Path, crates: &[LockedCrate]) -> Result<Vec<(LockedCra
     }
     if missing {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        eprintln!("packaging: some .crate files are not in cargo's cache; running `cargo fetch --locked`");
+        eprintln!(
+            "packaging: some .crate files are not in cargo's cache; running `cargo fetch --locked`"
+        );
         let st = Command::new(&cargo)
             .args(["fetch", "--locked", "--manifest-path"])
             .arg(root.join("Cargo.toml"))
@@ -144,7 +161,10 @@ pub fn crate_files(root: &Path, crates: &[LockedCrate]) -> Result<Vec<(LockedCra
         .iter()
         .map(|c| match find_cached(c)? {
             Some(p) => Ok((c.clone(), p)),
-            None => Err(format!("{} is not in cargo's cache even after `cargo fetch`", c.file_name())),
+            None => Err(format!(
+                "{} is not in cargo's cache even after `cargo fetch`",
+                c.file_name()
+            )),
         })
         .collect()
 }

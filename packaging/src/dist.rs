@@ -37,24 +37,36 @@ pub fn tracked_files(root: &Path) -> Result<Vec<SourceFile>, String> {
         .output()
         .map_err(|e| format!("cannot run git ls-files: {e}"))?;
     if !out.status.success() {
-        return Err(format!("git ls-files failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "git ls-files failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     let mut files = Vec::new();
     for rec in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
         let rec = String::from_utf8(rec.to_vec()).map_err(|_| "git ls-files: non-UTF-8 path")?;
         // "<mode> <object> <stage>\t<path>"
-        let (meta, path) = rec.split_once('\t').ok_or("git ls-files: unexpected output")?;
+        let (meta, path) = rec
+            .split_once('\t')
+            .ok_or("git ls-files: unexpected output")?;
         let mode = meta.split(' ').next().unwrap_or("");
         let kind = match mode {
             "100644" => Kind::File { executable: false },
             "100755" => Kind::File { executable: true },
             "120000" => Kind::Symlink,
-            _ => return Err(format!("{path}: git mode {mode} (submodule?) cannot go into the tarball")),
+            _ => {
+                return Err(format!(
+                    "{path}: git mode {mode} (submodule?) cannot go into the tarball"
+                ));
+            }
         };
         if files.last().is_some_and(|f: &SourceFile| f.path == path) {
             continue; // unmerged entries are listed once per stage
         }
-        files.push(SourceFile { path: path.to_string(), kind });
+        files.push(SourceFile {
+            path: path.to_string(),
+            kind,
+        });
     }
     Ok(files)
 }
@@ -112,7 +124,11 @@ pub fn tarball_contents(
     // tree must be packaged on purpose.
     let mut required: Vec<&str> = vec![m.dtrace_library.as_str(), m.license_file.as_str()];
     required.extend(m.examples.iter().map(String::as_str));
-    let missing: Vec<&str> = required.iter().copied().filter(|r| !out.contains_key(*r)).collect();
+    let missing: Vec<&str> = required
+        .iter()
+        .copied()
+        .filter(|r| !out.contains_key(*r))
+        .collect();
     if !missing.is_empty() {
         return Err(format!(
             "packaging/package.toml names files that `git ls-files` does not list: {}",
@@ -132,7 +148,11 @@ pub fn tarball_contents(
         return Err(format!(
             "example scripts not listed in packaging/package.toml [files].examples (add them, so \
              every recipe installs them): {}",
-            unlisted.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            unlisted
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok(out)
@@ -140,7 +160,10 @@ pub fn tarball_contents(
 
 /// Builds the gzip'd tar: `<distname>/` prefix, directories listed, entries sorted by path,
 /// mtime `release_epoch`, uid/gid 0 without names, modes 0644/0755.
-pub fn build_tarball(m: &Manifest, files: &BTreeMap<String, (Kind, Vec<u8>)>) -> Result<Vec<u8>, String> {
+pub fn build_tarball(
+    m: &Manifest,
+    files: &BTreeMap<String, (Kind, Vec<u8>)>,
+) -> Result<Vec<u8>, String> {
     let prefix = m.distname();
     let mut entries: BTreeMap<String, Option<&(Kind, Vec<u8>)>> = BTreeMap::new();
     entries.insert(format!("{prefix}/"), None);
@@ -188,7 +211,10 @@ pub fn build_tarball(m: &Manifest, files: &BTreeMap<String, (Kind, Vec<u8>)>) ->
     let tar_bytes = tar.into_inner().map_err(|e| format!("tar: {e}"))?;
 
     // No file name and mtime 0 in the gzip header: the bytes depend on the content only.
-    let mut gz = GzBuilder::new().mtime(0).operating_system(255).write(Vec::new(), Compression::best());
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .operating_system(255)
+        .write(Vec::new(), Compression::best());
     gz.write_all(&tar_bytes).map_err(|e| format!("gzip: {e}"))?;
     gz.finish().map_err(|e| format!("gzip: {e}"))
 }

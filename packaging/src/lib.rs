@@ -29,13 +29,17 @@ pub struct Generated {
 
 /// The repository root: the parent of this crate's directory.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("packaging/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("packaging/ has a parent")
+        .to_path_buf()
 }
 
 /// Computes every generated file for the tree at `root`.
 pub fn generate(root: &Path) -> Result<Generated, String> {
     let m = Manifest::load(root)?;
-    let lock = std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
+    let lock =
+        std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let locked = crates::parse_lock(&lock)?;
     let mut crate_info = Vec::new();
     for (c, path) in crates::crate_files(root, &locked)? {
@@ -46,8 +50,12 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
 
     // 1. Files that don't depend on the tarball (and go into it).
     let mut files = BTreeMap::new();
-    let cargo_toml = std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
-    files.insert(render::CARGO_TOML.to_string(), render::splice_deb_block(&cargo_toml, &m)?);
+    let cargo_toml =
+        std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
+    files.insert(
+        render::CARGO_TOML.to_string(),
+        render::splice_deb_block(&cargo_toml, &m)?,
+    );
     files.insert(render::README_DEBIAN.to_string(), render::readme_debian(&m));
 
     // 2. The tarball, as it will be once those are written.
@@ -56,8 +64,15 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
     let tarball_digests = crates::digests(&tarball);
 
     // 3. The recipes, which carry the tarball's checksums.
-    let pairs: Vec<(LockedCrate, Digests)> = crate_info.iter().map(|(c, _, d)| (c.clone(), d.clone())).collect();
-    let inputs = render::Inputs { m: &m, crates: &pairs, tarball: &tarball_digests };
+    let pairs: Vec<(LockedCrate, Digests)> = crate_info
+        .iter()
+        .map(|(c, _, d)| (c.clone(), d.clone()))
+        .collect();
+    let inputs = render::Inputs {
+        m: &m,
+        crates: &pairs,
+        tarball: &tarball_digests,
+    };
     for (p, c) in render::pkgsrc(&inputs)
         .into_iter()
         .chain(render::freebsd(&inputs))
@@ -65,12 +80,25 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
     {
         files.insert(p, c);
     }
-    let owned_dirs = vec![render::pkgsrc_dir(&m), render::freebsd_dir(&m), render::HOMEBREW_DIR.to_string()];
-    Ok(Generated { manifest: m, files, owned_dirs, tarball, tarball_digests, crates: crate_info })
+    let owned_dirs = vec![
+        render::pkgsrc_dir(&m),
+        render::freebsd_dir(&m),
+        render::HOMEBREW_DIR.to_string(),
+    ];
+    Ok(Generated {
+        manifest: m,
+        files,
+        owned_dirs,
+        tarball,
+        tarball_digests,
+        crates: crate_info,
+    })
 }
 
 fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let r = format!("{rel}/{name}");
@@ -95,7 +123,9 @@ pub fn drift(root: &Path, g: &Generated) -> Vec<String> {
                     .position(|(a, b)| a != b)
                     .map(|n| n + 1)
                     .unwrap_or_else(|| have.lines().count().min(want.lines().count()) + 1);
-                problems.push(format!("{p}: differs from what would be generated (first at line {line})"));
+                problems.push(format!(
+                    "{p}: differs from what would be generated (first at line {line})"
+                ));
             }
             Err(_) => problems.push(format!("{p}: missing (it would be generated)")),
         }
@@ -105,7 +135,9 @@ pub fn drift(root: &Path, g: &Generated) -> Vec<String> {
         walk(&root.join(d), d, &mut found);
         for f in found {
             if !g.files.contains_key(&f) {
-                problems.push(format!("{f}: not generated any more (stale file in a generated directory)"));
+                problems.push(format!(
+                    "{f}: not generated any more (stale file in a generated directory)"
+                ));
             }
         }
     }

@@ -50,7 +50,10 @@ fn main() -> ExitCode {
         "generate" if check => {
             let problems = packaging::drift(&root, &g);
             if problems.is_empty() {
-                println!("packaging: all {} generated files are up to date", g.files.len());
+                println!(
+                    "packaging: all {} generated files are up to date",
+                    g.files.len()
+                );
                 ExitCode::SUCCESS
             } else {
                 for p in &problems {
@@ -86,12 +89,19 @@ fn main() -> ExitCode {
         "dist" => {
             let dir = out.unwrap_or_else(|| root.join("target").join("dist"));
             let path = dir.join(g.manifest.tarball_name());
-            if let Err(e) = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, &g.tarball)) {
+            if let Err(e) =
+                std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, &g.tarball))
+            {
                 eprintln!("packaging: error: {}: {e}", path.display());
                 return ExitCode::FAILURE;
             }
             let drift = packaging::drift(&root, &g);
-            println!("{} ({} bytes, sha256 {})", path.display(), g.tarball.len(), g.tarball_digests.sha256);
+            println!(
+                "{} ({} bytes, sha256 {})",
+                path.display(),
+                g.tarball.len(),
+                g.tarball_digests.sha256
+            );
             if !drift.is_empty() {
                 eprintln!(
                     "packaging: warning: the committed recipes do not match this tarball yet; run \

@@ -69,11 +69,15 @@ fn get<'a>(t: &'a Table, key: &str, file: &str) -> Result<&'a Value, String> {
     let mut cur = t;
     let parts: Vec<&str> = key.split('.').collect();
     for (i, p) in parts.iter().enumerate() {
-        let v = cur.get(*p).ok_or_else(|| format!("{file}: missing key `{key}`"))?;
+        let v = cur
+            .get(*p)
+            .ok_or_else(|| format!("{file}: missing key `{key}`"))?;
         if i + 1 == parts.len() {
             return Ok(v);
         }
-        cur = v.as_table().ok_or_else(|| format!("{file}: `{}` is not a table", parts[..=i].join(".")))?;
+        cur = v
+            .as_table()
+            .ok_or_else(|| format!("{file}: `{}` is not a table", parts[..=i].join(".")))?;
     }
     unreachable!()
 }
@@ -90,7 +94,11 @@ fn list(t: &Table, key: &str, file: &str) -> Result<Vec<String>, String> {
         .as_array()
         .ok_or_else(|| format!("{file}: `{key}` must be an array"))?
         .iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("{file}: `{key}` must hold strings")))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("{file}: `{key}` must hold strings"))
+        })
         .collect()
 }
 
@@ -179,11 +187,18 @@ impl Manifest {
                 m.license_spdx, cargo_license
             ));
         }
-        if m.freebsd_modules_d_order.len() != 3 || !m.freebsd_modules_d_order.bytes().all(|b| b.is_ascii_digit()) {
+        if m.freebsd_modules_d_order.len() != 3
+            || !m
+                .freebsd_modules_d_order
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        {
             return Err(format!("{f}: freebsd.modules-d-order must be three digits"));
         }
         if !m.examples.contains(&m.message_example) {
-            return Err(format!("{f}: files.message-example must be one of files.examples"));
+            return Err(format!(
+                "{f}: files.message-example must be one of files.examples"
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for e in &m.examples {

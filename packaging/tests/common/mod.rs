@@ -1,0 +1,223 @@
+//! Helpers shared by the packaging tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use packaging::Generated;
+use packaging::manifest::Manifest;
+
+pub fn root() -> PathBuf {
+    packaging::repo_root()
+}
+
+pub fn manifest() -> Manifest {
+    Manifest::load(&root()).expect("packaging/package.toml loads")
+}
+
+/// `generate` for the real repository, computed once per test binary.
+pub fn generated() -> &'static Generated {
+    static G: OnceLock<Generated> = OnceLock::new();
+    G.get_or_init(|| match packaging::generate(&root()) {
+        Ok(g) => g,
+        Err(e) => panic!("the generator fails on this checkout: {e}"),
+    })
+}
+
+/// A committed file of the repository, as text.
+pub fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").map(|v| !v.is_empty() && v != "false" && v != "0").unwrap_or(false)
+}
+
+/// Whether a prerequisite is there. Missing: FAIL under CI=true, otherwise a loud skip.
+pub fn require(ok: bool, what: &str, test: &str) -> bool {
+    if ok {
+        return true;
+    }
+    if in_ci() {
+        panic!("{test}: {what} is required when CI is set (see packaging/README-sections.md)");
+    }
+    eprintln!("\n**********************************************************************");
+    eprintln!("*** SKIPPED {test}: {what}");
+    eprintln!("*** (this is a failure when CI=true)");
+    eprintln!("**********************************************************************\n");
+    false
+}
+
+pub fn which(tool: &str) -> Option<PathBuf> {
+    if tool.contains('/') {
+        return Path::new(tool).exists().then(|| PathBuf::from(tool));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    for extra in ["/usr/sbin", "/sbin", "/usr/local/sbin"] {
+        dirs.push(PathBuf::from(extra));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter().map(|d| d.join(tool)).find(|p| p.is_file())
+}
+
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn run(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{what}: {cmd:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A scratch directory removed when dropped (kept if KEEP_TEST_DIRS is set).
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "packaging-test-{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Every regular file under `dir`, relative to it, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+/// make(1)-style variable assignments of a Makefile: `NAME[+?:]=<ws>value`, with backslash
+/// continuations joined. Values of `+=` accumulate.
+pub fn make_vars(text: &str) -> BTreeMap<String, String> {
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let mut logical = Vec::new();
+    let mut cur = String::new();
+    for line in text.lines() {
+        if let Some(l) = line.strip_suffix('\\') {
+            cur.push_str(l);
+            cur.push(' ');
+        } else {
+            cur.push_str(line);
+            logical.push(std::mem::take(&mut cur));
+        }
+    }
+    for l in logical {
+        if l.starts_with('#') || l.starts_with('\t') || l.starts_with('.') {
+            continue;
+        }
+        let Some(eq) = l.find('=') else { continue };
+        let (lhs, value) = (&l[..eq], l[eq + 1..].trim());
+        let (name, append) = match lhs.strip_suffix('+') {
+            Some(n) => (n.trim(), true),
+            None => (lhs.trim_end_matches(['?', ':', '!']).trim(), false),
+        };
+        if name.is_empty() || name.contains(' ') || name.contains(':') {
+            continue;
+        }
+        let value = value.split_whitespace().collect::<Vec<_>>().join(" ");
+        match (append, vars.get_mut(name)) {
+            (true, Some(v)) => {
+                v.push(' ');
+                v.push_str(&value);
+            }
+            _ => {
+                vars.insert(name.to_string(), value);
+            }
+        }
+    }
+    vars
+}
+
+/// The variable names assigned in a Makefile, in order of first assignment.
+pub fn make_var_order(text: &str) -> Vec<String> {
+    let mut order = Vec::new();
+    for l in text.lines() {
+        if l.starts_with('#') || l.starts_with('\t') || l.starts_with('.') || l.starts_with(' ') {
+            continue;
+        }
+        if let Some(eq) = l.find('=') {
+            let name = l[..eq].trim_end_matches(['+', '?', ':', '!']).trim();
+            if !name.is_empty() && !name.contains(' ') && !order.iter().any(|n| n == name) {
+                order.push(name.to_string());
+            }
+        }
+    }
+    order
+}
+
+/// The example scripts git tracks under examples/ (the ones every recipe must install).
+pub fn tracked_examples() -> Vec<String> {
+    let out = run(Command::new("git").arg("-C").arg(root()).args(["ls-files", "examples"]), "git ls-files");
+    let mut v: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|p| (p.ends_with(".d") || p.ends_with(".bt")) && !p["examples/".len()..].contains('/'))
+        .map(|p| p["examples/".len()..].to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Writes the release tarball with the real `dist` command and unpacks it with tar(1);
+/// returns (tarball path, unpacked source directory).
+pub fn dist_and_unpack(tmp: &Path) -> (PathBuf, PathBuf) {
+    let m = manifest();
+    let out = tmp.join("dist");
+    run(
+        Command::new(env!("CARGO_BIN_EXE_packaging")).args(["dist", "--out"]).arg(&out),
+        "packaging dist",
+    );
+    let tarball = out.join(m.tarball_name());
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    run(Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&work), "tar -x");
+    (tarball, work.join(m.distname()))
+}
