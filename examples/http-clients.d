@@ -13,7 +13,13 @@
  * Example output (the format; this output was printed by the bpftrace twin,
  * http-clients.bt, on Linux):
  *
- * SAMPLE
+ * # dtrace -s http-clients.d
+ * Tracing Apache requests by client... Hit Ctrl-C to end.
+ * ^C
+ * @requests[::1]: 1
+ * @requests[127.0.0.1]: 15
+ * @bytes[::1]: 46
+ * @bytes[127.0.0.1]: 40655
  */
 
 #pragma D option quiet

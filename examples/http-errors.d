@@ -13,7 +13,12 @@
  * Example output (the format; this output was printed by the bpftrace twin,
  * http-errors.bt, on Linux):
  *
- * SAMPLE
+ * # dtrace -s http-errors.d
+ * Tracing Apache 4xx and 5xx responses... Hit Ctrl-C to end.
+ * ^C
+ * @errors[404, /nope]: 1
+ * @errors[404, /missing.html?from=demo]: 1
+ * @errors[404, /missing.css]: 1
  */
 
 #pragma D option quiet

@@ -14,7 +14,11 @@
  * Example output (the format; this output was printed by the bpftrace twin,
  * http-slow.bt, on Linux):
  *
- * SAMPLE
+ * # dtrace -s http-slow.d 200
+ * Tracing Apache requests slower than 200 ms... Hit Ctrl-C to end.
+ *   time         ms sta client           logid                       method uri
+ *  0.829    411.983 200 127.0.0.1        awguPVLxpufENE7YZlI5-wAAAFQ GET    /slow.cgi?400
+ * ^C
  */
 
 #pragma D option quiet
@@ -31,7 +35,7 @@ BEGIN
 BEGIN
 {
 	printf("Tracing Apache requests slower than %d ms... Hit Ctrl-C to end.\n", $1);
-	printf("%6s %10s %3s %-16s %-26s %-6s %s\n", "time", "ms", "sta", "client",
+	printf("%6s %10s %3s %-16s %-27s %-6s %s\n", "time", "ms", "sta", "client",
 	    "logid", "method", "uri");
 	script_start = timestamp;
 }
@@ -41,7 +45,7 @@ httpd*:::request-done
 {
 	this->t = timestamp - script_start;
 	this->logid = httpd_rqinfo->rq_logid;
-	printf("%2d.%03d %6d.%03d %3d %-16s %-26s %-6s %s\n",
+	printf("%2d.%03d %6d.%03d %3d %-16s %-27s %-6s %s\n",
 	    this->t / 1000000000, (this->t / 1000000) % 1000,
 	    arg5 / 1000, arg5 % 1000, httpd_rqinfo->rq_status,
 	    httpd_rqinfo->rq_client, this->logid == "" ? "-" : this->logid,
