@@ -1,0 +1,101 @@
+//! 5. Footprint: the module file as built and fully stripped (its probe notes kept), and the
+//! resident memory a prefork Apache child gains from loading it.
+
+use crate::util::{self, R, Site};
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+pub struct FootprintResult {
+    pub built_bytes: u64,
+    pub stripped_bytes: u64,
+    /// Rss and Private_Dirty (KiB) of the module's own mappings in a child, median of children.
+    pub mapped_rss_kib: f64,
+    pub mapped_private_dirty_kib: f64,
+    /// Median child VmRSS (KiB) with and without the module.
+    pub child_rss_with_kib: f64,
+    pub child_rss_without_kib: f64,
+    pub children: usize,
+}
+
+pub fn measure(work: &Path, built: &Path, module: &Path) -> R<FootprintResult> {
+    let stripped = work.join("mod_dtprovider.stripped.so");
+    util::run(
+        Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(&stripped)
+            .arg(built),
+    )?;
+    let notes = util::run(Command::new("readelf").arg("-n").arg(&stripped))?;
+    if !(notes.contains("request-start") && notes.contains("request-done")) {
+        return Err("the stripped module lost its probe notes".into());
+    }
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| e.to_string());
+
+    let (with, mapped) = children_rss(&work.join("rss-with"), Some(module))?;
+    let (without, _) = children_rss(&work.join("rss-without"), None)?;
+    Ok(FootprintResult {
+        built_bytes: size(built)?,
+        stripped_bytes: size(&stripped)?,
+        mapped_rss_kib: util::median(&mapped.iter().map(|m| m.0).collect::<Vec<_>>()),
+        mapped_private_dirty_kib: util::median(&mapped.iter().map(|m| m.1).collect::<Vec<_>>()),
+        child_rss_with_kib: util::median(&with),
+        child_rss_without_kib: util::median(&without),
+        children: with.len().min(without.len()),
+    })
+}
+
+/// Starts a prefork Apache, serves a few requests, and reads each child's VmRSS and the
+/// (Rss, Private_Dirty) of the module's mappings.
+type Rss = (Vec<f64>, Vec<(f64, f64)>);
+fn children_rss(dir: &Path, module: Option<&Path>) -> R<Rss> {
+    let extra: Vec<String> = module
+        .map(|m| format!("LoadModule dtprovider_module {}", m.display()))
+        .into_iter()
+        .collect();
+    let site = Site::new(dir, util::Mpm::Prefork, &extra)?;
+    let apache = site.start()?;
+    util::wait_for("prefork children", 30, || apache.children().len() >= 2)?;
+    for _ in 0..4 {
+        util::keepalive_mix(site.port, 8)?;
+    }
+    let mut rss = Vec::new();
+    let mut mapped = Vec::new();
+    for pid in apache.children() {
+        let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let Some(v) = kib(&status, "VmRSS:") else {
+            continue;
+        };
+        rss.push(v);
+        if let Some(m) = module {
+            let (mut r, mut d) = (0.0, 0.0);
+            let mut ours = false;
+            for line in smaps.lines() {
+                let first = line.split_whitespace().next().unwrap_or("");
+                if first.contains('-') && !first.ends_with(':') {
+                    ours = line.ends_with(&*m.to_string_lossy());
+                } else if ours {
+                    r += kib(line, "Rss:").unwrap_or(0.0);
+                    d += kib(line, "Private_Dirty:").unwrap_or(0.0);
+                }
+            }
+            if r == 0.0 {
+                return Err(format!("child {pid} has no mapping of {}", m.display()));
+            }
+            mapped.push((r, d));
+        }
+    }
+    if rss.is_empty() {
+        return Err("no Apache child to measure".into());
+    }
+    drop(apache);
+    Ok((rss, mapped))
+}
+
+fn kib(text: &str, key: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+}

@@ -1,0 +1,180 @@
+//! 1. Idle cost in instructions per request: callgrind over `apache2 -X` (prefork), counting
+//! only inside `ap_process_connection`, with a dump after every connection. Each pair of
+//! keep-alive connections of N and 2N requests of the fixed mix gives one figure,
+//! (I(2N) - I(N)) / N, which cancels connection setup and teardown; the pairs' spread is the
+//! noise.
+
+use crate::util::{self, R, Site};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct Sizes {
+    pub warmup: usize,
+    pub n: usize,
+    pub pairs: usize,
+}
+
+pub struct Variant {
+    pub name: &'static str,
+    pub what: &'static str,
+    pub extra: Vec<String>,
+}
+
+pub struct IdleResult {
+    pub name: &'static str,
+    pub what: &'static str,
+    /// Instructions per request, one figure per pair.
+    pub per_pair: Vec<f64>,
+}
+
+impl IdleResult {
+    pub fn mean(&self) -> f64 {
+        util::mean(&self.per_pair)
+    }
+    pub fn noise(&self) -> f64 {
+        util::stddev(&self.per_pair)
+    }
+}
+
+pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> {
+    let log = work.join("idle-access.log");
+    vec![
+        Variant {
+            name: "none",
+            what: "Apache without the module",
+            extra: vec![],
+        },
+        Variant {
+            name: "floor",
+            what: "C floor module (2 hooks, 16-bit flag each)",
+            extra: vec![format!("LoadModule dtfloor_module {}", floor_so.display())],
+        },
+        Variant {
+            name: "module",
+            what: "mod_dtprovider loaded, not traced",
+            extra: vec![format!(
+                "LoadModule dtprovider_module {}",
+                module_so.display()
+            )],
+        },
+        Variant {
+            name: "accesslog",
+            what: "mod_log_config access log with %D",
+            extra: vec![
+                "LogFormat \"%h %l %u %t \\\"%r\\\" %>s %b \\\"%{User-Agent}i\\\" %D\" timed"
+                    .into(),
+                format!("CustomLog {} timed", log.display()),
+            ],
+        },
+    ]
+}
+
+pub fn measure(work: &Path, v: &Variant, sz: &Sizes) -> R<IdleResult> {
+    let site = Site::new(
+        &work.join(format!("idle-{}", v.name)),
+        util::Mpm::Prefork,
+        &v.extra,
+    )?;
+    let cg = site.dir.join("cg");
+    util::mkdir(&cg)?;
+    // Under -X Apache drops to www-data before it serves; callgrind writes its dumps then.
+    util::chmod(&cg, 0o777)?;
+    let log = site.dir.join("valgrind.log");
+    let mut child = Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--trace-children=no",
+            "--toggle-collect=ap_process_connection",
+            "--dump-after=ap_process_connection",
+        ])
+        .arg(format!("--callgrind-out-file={}/out", cg.display()))
+        .arg(format!("--log-file={}", log.display()))
+        .args(["apache2", "-X", "-f"])
+        .arg(site.conf())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("spawn valgrind: {e}"))?;
+    let result = drive(&site, &cg, sz, v);
+    util::stop_child(&mut child, "TERM", 60);
+    result.map_err(|e| {
+        format!(
+            "idle/{}: {e}\nerror.log:\n{}\nvalgrind log (tail):\n{}",
+            v.name,
+            site.error_log(),
+            tail(&fs::read_to_string(&log).unwrap_or_default(), 15)
+        )
+    })
+}
+
+fn drive(site: &Site, cg: &Path, sz: &Sizes, v: &Variant) -> R<IdleResult> {
+    util::wait_for("apache2 -X under callgrind to listen", 180, || {
+        site.accepts()
+    })?;
+    // The probe connection above is dumped too; from here on, one dump per connection.
+    util::wait_for("the first callgrind dump", 60, || !dumps(cg).is_empty())?;
+    let mut seen = dumps(cg).len();
+    let mut connection = |n: usize| -> R<u64> {
+        util::keepalive_mix(site.port, n)?;
+        util::wait_for("a callgrind dump after the connection", 120, || {
+            dumps(cg).len() > seen
+        })?;
+        let all = dumps(cg);
+        if all.len() != seen + 1 {
+            return Err(format!("expected one new dump, found {}", all.len() - seen));
+        }
+        seen = all.len();
+        read_total(all.last().unwrap())
+    };
+    connection(sz.warmup)?;
+    let mut per_pair = Vec::new();
+    for _ in 0..sz.pairs {
+        let one = connection(sz.n)?;
+        let two = connection(2 * sz.n)?;
+        if two <= one {
+            return Err(format!("2N connection counted {two} <= N connection {one}"));
+        }
+        per_pair.push((two - one) as f64 / sz.n as f64);
+    }
+    Ok(IdleResult {
+        name: v.name,
+        what: v.what,
+        per_pair,
+    })
+}
+
+/// The numbered dump files (`out.1`, `out.2`, ...), in order.
+fn dumps(cg: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<(u32, PathBuf)> = fs::read_dir(cg)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix("out.")?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    v.sort();
+    v.into_iter().map(|x| x.1).collect()
+}
+
+fn read_total(p: &Path) -> R<u64> {
+    // The file is complete once its `totals:` line is written.
+    let mut text = String::new();
+    util::wait_for("a complete callgrind dump", 30, || {
+        text = fs::read_to_string(p).unwrap_or_default();
+        text.lines().any(|l| l.starts_with("totals:"))
+    })?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("totals:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .ok_or_else(|| format!("no totals in {}", p.display()))
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

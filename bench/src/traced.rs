@@ -1,0 +1,122 @@
+//! 2 and 3. Traced cost and allocations: `bench/c/harness.c` drives the module's hooks and a
+//! floor library's hooks (one bare empty USDT probe each) over a realistic request, in
+//! alternating rounds, first with nobody tracing, then with bpftrace counting all four probes.
+
+use crate::util::{self, R, Tracer};
+use std::path::Path;
+use std::process::Command;
+
+pub struct Sizes {
+    pub rounds: usize,
+    pub iters: usize,
+}
+
+#[derive(Default)]
+pub struct HarnessRun {
+    pub module_ns: Vec<f64>,
+    pub floor_ns: Vec<f64>,
+    pub calls_module: u64,
+    pub calls_floor: u64,
+    pub allocs_module: u64,
+    pub allocs_floor: u64,
+    pub logged: u64,
+}
+
+impl HarnessRun {
+    /// Per-round module/floor ratios.
+    pub fn ratios(&self) -> Vec<f64> {
+        self.module_ns
+            .iter()
+            .zip(&self.floor_ns)
+            .map(|(m, f)| m / f)
+            .collect()
+    }
+}
+
+pub struct TracedResult {
+    pub idle: HarnessRun,
+    pub traced: HarnessRun,
+    /// (module start, module done, floor start, floor done) events bpftrace counted.
+    pub events: (u64, u64, u64, u64),
+}
+
+pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<TracedResult> {
+    let idle = run_harness(harness, module, floor, sz)?;
+    let script = format!(
+        "BEGIN {{ printf(\"READY\\n\"); }}\n\
+         usdt:{m}:httpd:request-start {{ @ms = count(); }}\n\
+         usdt:{m}:httpd:request-done {{ @md = count(); }}\n\
+         usdt:{f}:dtfloor:start {{ @fs = count(); }}\n\
+         usdt:{f}:dtfloor:done {{ @fd = count(); }}\n",
+        m = module.display(),
+        f = floor.display()
+    );
+    let dir = harness.parent().unwrap().join("bt-harness");
+    let tracer = Tracer::start(&script, &dir)?;
+    let traced = run_harness(harness, module, floor, sz);
+    let out = tracer.stop()?;
+    let traced = traced?;
+    let events = (
+        util::bt_count(&out, "ms"),
+        util::bt_count(&out, "md"),
+        util::bt_count(&out, "fs"),
+        util::bt_count(&out, "fd"),
+    );
+    // Machinery check: every call was seen, or the figures are not of a traced run.
+    let (m, f) = (traced.calls_module, traced.calls_floor);
+    if events != (m, m, f, f) {
+        return Err(format!(
+            "bpftrace counted {events:?} events for {m} module and {f} floor requests: \
+             the traced run was not (fully) traced\n{out}"
+        ));
+    }
+    Ok(TracedResult {
+        idle,
+        traced,
+        events,
+    })
+}
+
+fn run_harness(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<HarnessRun> {
+    let out = util::run(
+        Command::new(harness)
+            .arg(module)
+            .arg(floor)
+            .arg(sz.rounds.to_string())
+            .arg(sz.iters.to_string()),
+    )?;
+    let mut h = HarnessRun::default();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let num = |i: usize| -> R<f64> {
+            f.get(i)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| format!("bad harness line {line:?}"))
+        };
+        match f.first().copied() {
+            Some("round") => {
+                h.module_ns.push(num(3)?);
+                h.floor_ns.push(num(5)?);
+            }
+            Some("calls") => {
+                h.calls_module = num(2)? as u64;
+                h.calls_floor = num(4)? as u64;
+            }
+            Some("allocs") if f.get(1) == Some(&"module") => {
+                h.allocs_module = num(2)? as u64;
+                h.allocs_floor = num(4)? as u64;
+            }
+            Some("interposer") if f.get(1) != Some(&"ok") => {
+                return Err(format!(
+                    "the harness's allocation counter is broken: {line}"
+                ));
+            }
+            Some("logged") => h.logged = num(1)? as u64,
+            _ => {}
+        }
+    }
+    if h.module_ns.len() != sz.rounds || h.calls_module == 0 || !out.contains("interposer ok") {
+        return Err(format!("incomplete harness output:\n{out}"));
+    }
+    Ok(h)
+}
