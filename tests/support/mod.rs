@@ -947,7 +947,10 @@ pub fn repo_file(rel: &str) -> PathBuf {
 /// for a module outside the Debian path (replace that path).
 pub fn example_for(name: &str, module: &Path) -> String {
     let text = fs::read_to_string(repo_file(&format!("examples/{name}"))).unwrap();
-    assert!(text.contains(DEB_MODULE), "examples/{name} does not name {DEB_MODULE}");
+    assert!(
+        text.contains(DEB_MODULE),
+        "examples/{name} does not name {DEB_MODULE}"
+    );
     text.replace(DEB_MODULE, module.to_str().unwrap())
 }
 
@@ -977,11 +980,18 @@ impl Tracer {
             let mut r = BufReader::new(stdout);
             let mut line = Vec::new();
             while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&line));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&line));
                 line.clear();
             }
         });
-        let t = Tracer { child: Some(child), out, reader: Some(reader), errfile };
+        let t = Tracer {
+            child: Some(child),
+            out,
+            reader: Some(reader),
+            errfile,
+        };
         let deadline = Instant::now() + Duration::from_secs(90);
         while !t.output().contains(marker) {
             let exited = t.child.as_ref().map(|c| c.id()).is_some_and(is_zombie);
