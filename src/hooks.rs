@@ -35,6 +35,7 @@ const REACHED_START: usize = usize::MAX;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 static PANIC_LOGGED: AtomicBool = AtomicBool::new(false);
+static REGISTRATION_LOGGED: AtomicBool = AtomicBool::new(false);
 static FIRST_PANIC: OnceLock<String> = OnceLock::new();
 
 pub(crate) fn module_index() -> c_int {
@@ -94,7 +95,7 @@ unsafe extern "C" fn child_init(_p: *mut ffi::apr_pool_t, s: *mut ffi::server_re
                  the httpd provider is not visible to dtrace in this process. Apache is unaffected.",
                 std::process::id()
             );
-            log_once(s, ffi::APLOG_ERR, &msg);
+            log_once(&REGISTRATION_LOGGED, s, ffi::APLOG_ERR, &msg);
         }
     });
 }
@@ -204,14 +205,15 @@ fn report_panic(hook: &str, server: Option<&ffi::server_rec>, payload: Box<dyn A
             what.replace('\n', " "),
             std::process::id()
         );
-        log_once(server, ffi::APLOG_ERR, &msg);
+        log_once(&PANIC_LOGGED, server, ffi::APLOG_ERR, &msg);
     }));
     // Dropping a panic payload can itself panic; never let that escape either.
     let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
 }
 
-fn log_once(server: Option<&ffi::server_rec>, level: c_int, msg: &str) {
-    if PANIC_LOGGED.swap(true, Ordering::Relaxed) {
+/// Logs `msg` unless `once` says this process already logged its kind of message.
+fn log_once(once: &AtomicBool, server: Option<&ffi::server_rec>, level: c_int, msg: &str) {
+    if once.swap(true, Ordering::Relaxed) {
         return;
     }
     let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
