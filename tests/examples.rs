@@ -30,8 +30,13 @@ fn get(a: &Apache, path: &str) -> (u16, i32) {
 
 /// "127.0.0.1:8080" or "::1:8080" -> ("::1", 8080)
 fn addr_port(s: &str) -> (String, u16) {
-    let (a, p) = s.rsplit_once(':').unwrap_or_else(|| panic!("no port in {s:?}"));
-    (a.to_string(), p.parse().unwrap_or_else(|_| panic!("bad port in {s:?}")))
+    let (a, p) = s
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("no port in {s:?}"));
+    (
+        a.to_string(),
+        p.parse().unwrap_or_else(|_| panic!("bad port in {s:?}")),
+    )
 }
 
 /// `@name[k1, k2]: v` lines of a printed bpftrace map (and of the D twins' printa()).
@@ -40,8 +45,13 @@ fn map_lines(out: &str, name: &str) -> Vec<(Vec<String>, u64)> {
     out.lines()
         .filter_map(|l| l.strip_prefix(&prefix))
         .map(|rest| {
-            let (keys, val) = rest.rsplit_once("]: ").unwrap_or_else(|| panic!("bad map line {rest:?}"));
-            (keys.split(", ").map(str::to_string).collect(), val.trim().parse().unwrap())
+            let (keys, val) = rest
+                .rsplit_once("]: ")
+                .unwrap_or_else(|| panic!("bad map line {rest:?}"));
+            (
+                keys.split(", ").map(str::to_string).collect(),
+                val.trim().parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -65,7 +75,10 @@ fn parse_requests(out: &str) -> Vec<RequestLine> {
     for l in out.lines() {
         let f: Vec<&str> = l.split_whitespace().collect();
         if f.first() == Some(&"time") {
-            assert_eq!(f, ["time", "latency", "sta", "local", "remote", "method", "uri"]);
+            assert_eq!(
+                f,
+                ["time", "latency", "sta", "local", "remote", "method", "uri"]
+            );
             header = true;
             continue;
         }
@@ -104,8 +117,15 @@ fn http_requests_bt_prints_one_line_per_request() {
     let (p_v6, st, _) = request(v6(&a), "GET", "/page.html?v6", &[]);
     assert_eq!(st, 200);
     let h2 = a.opts.h2c
-        && curl(&["-s", "-o", "/dev/null", "-w", "%{http_version}", "--http2-prior-knowledge", &a.url("/page.html?h2")])
-            == "2";
+        && curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "--http2-prior-knowledge",
+            &a.url("/page.html?h2"),
+        ]) == "2";
     let n = 5 + usize::from(h2);
     assert_eq!(a.wait_access_lines(n).len(), n);
     let out = t.stop();
@@ -131,11 +151,17 @@ fn http_requests_bt_prints_one_line_per_request() {
     }
     if h2 {
         let l = one("/page.html?h2");
-        assert_eq!((l.method.as_str(), l.status, l.local.1), ("GET", 200, a.port));
+        assert_eq!(
+            (l.method.as_str(), l.status, l.local.1),
+            ("GET", 200, a.port)
+        );
     }
     // Latency from arg5: the CGI slept 300 ms, the static pages took far less.
     let slow = one("/slow.cgi?300").latency_us;
-    assert!((300_000..3_000_000).contains(&slow), "slow.cgi latency {slow} us");
+    assert!(
+        (300_000..3_000_000).contains(&slow),
+        "slow.cgi latency {slow} us"
+    );
     for l in lines.iter().filter(|l| l.uri != "/slow.cgi?300") {
         assert!(l.latency_us < 250_000, "{l:?}");
     }
@@ -189,7 +215,12 @@ fn http_requests_bylatency_bt_histogram_counts_every_request_in_its_bucket() {
     }
     let total: u64 = rows.iter().map(|r| r.2).sum();
     assert_eq!(total, 23, "{out}");
-    let in_range = |lo: u64, hi: u64| -> u64 { rows.iter().filter(|r| r.0 >= lo && r.1 <= hi).map(|r| r.2).sum() };
+    let in_range = |lo: u64, hi: u64| -> u64 {
+        rows.iter()
+            .filter(|r| r.0 >= lo && r.1 <= hi)
+            .map(|r| r.2)
+            .sum()
+    };
     // 300 and 350 ms are in [256K, 512K) us, 600 ms in [512K, 1M); the static pages well below.
     assert_eq!(in_range(256 << 10, 512 << 10), 2, "{out}");
     assert_eq!(in_range(512 << 10, 1 << 20), 1, "{out}");
@@ -209,7 +240,11 @@ fn http_urls_bt_counts_by_path_and_status_every_interval() {
     // The first batch is printed by the 5-second interval, not only at the end.
     let deadline = Instant::now() + Duration::from_secs(15);
     while !t.output().contains("@urls[/page.html, 200]: 2") {
-        assert!(Instant::now() < deadline, "no interval output:\n{}", t.output());
+        assert!(
+            Instant::now() < deadline,
+            "no interval output:\n{}",
+            t.output()
+        );
         thread::sleep(Duration::from_millis(200));
     }
     for p in ["/page.html", "/missing", "/missing?z"] {
@@ -232,7 +267,9 @@ fn http_urls_bt_counts_by_path_and_status_every_interval() {
     .collect();
     assert_eq!(counts, want, "{out}");
     // Every dump is headed by the time, as `%Y` prints it in D: "2026 Nov 26 12:57:30".
-    let stamps = out.lines().filter(|l| l.len() == 20 && l.as_bytes()[4] == b' ' && l[..4].parse::<u32>().is_ok());
+    let stamps = out
+        .lines()
+        .filter(|l| l.len() == 20 && l.as_bytes()[4] == b' ' && l[..4].parse::<u32>().is_ok());
     assert!(stamps.count() >= 2, "{out}");
 }
 
@@ -252,7 +289,14 @@ fn http_slow_bt_lists_only_requests_over_the_threshold_with_client_and_log_id() 
 
     let t = start_example(&a, "http-slow.bt", &["200"]);
     assert!(t.output().contains("slower than 200 ms"), "{}", t.output());
-    for p in ["/page.html", "/slow.cgi?300", "/slow.cgi?50", "/missing", "/slow.cgi?450", "/dir/"] {
+    for p in [
+        "/page.html",
+        "/slow.cgi?300",
+        "/slow.cgi?50",
+        "/missing",
+        "/slow.cgi?450",
+        "/dir/",
+    ] {
         assert_ne!(get(&a, p).1, 0);
     }
     assert_eq!(a.wait_access_lines(6).len(), 6);
@@ -305,8 +349,10 @@ fn http_errors_bt_counts_4xx_and_5xx_by_status_and_url() {
     assert_eq!(statuses(&buf), vec![400]);
     assert_eq!(a.wait_access_lines(7).len(), 7);
     let out = t.stop();
-    let mut got: Vec<(String, String, u64)> =
-        map_lines(&out, "errors").into_iter().map(|(k, v)| (k[0].clone(), k[1..].join(", "), v)).collect();
+    let mut got: Vec<(String, String, u64)> = map_lines(&out, "errors")
+        .into_iter()
+        .map(|(k, v)| (k[0].clone(), k[1..].join(", "), v))
+        .collect();
     got.sort();
     let statuses_seen: Vec<&str> = got.iter().map(|g| g.0.as_str()).collect();
     assert_eq!(statuses_seen, ["400", "404", "410", "503"], "{out}");
@@ -334,8 +380,14 @@ fn http_clients_bt_sums_requests_and_bytes_per_client() {
     let log = a.wait_access_lines(7);
     assert_eq!(log.len(), 7);
     let out = t.stop();
-    let req: BTreeMap<String, u64> = map_lines(&out, "requests").into_iter().map(|(k, v)| (k.join(","), v)).collect();
-    let bytes: BTreeMap<String, u64> = map_lines(&out, "bytes").into_iter().map(|(k, v)| (k.join(","), v)).collect();
+    let req: BTreeMap<String, u64> = map_lines(&out, "requests")
+        .into_iter()
+        .map(|(k, v)| (k.join(","), v))
+        .collect();
+    let bytes: BTreeMap<String, u64> = map_lines(&out, "bytes")
+        .into_iter()
+        .map(|(k, v)| (k.join(","), v))
+        .collect();
     let mut want_req: BTreeMap<String, u64> = BTreeMap::new();
     let mut want_bytes: BTreeMap<String, u64> = BTreeMap::new();
     for l in &log {
@@ -369,7 +421,8 @@ fn run_demo(limit: Duration, interrupt_on: Option<&str>, as_user: Option<&str>) 
     let mut cmd = match as_user {
         Some(u) => {
             let mut c = Command::new("setpriv");
-            c.args(["--reuid", u, "--regid", u, "--clear-groups", "bash"]).arg(&script);
+            c.args(["--reuid", u, "--regid", u, "--clear-groups", "bash"])
+                .arg(&script);
             c
         }
         None => {
@@ -383,7 +436,12 @@ fn run_demo(limit: Duration, interrupt_on: Option<&str>, as_user: Option<&str>) 
         .arg("--ci")
         .env("DTPROVIDER_MODULE", built_module())
         .stdout(std::fs::File::create(&outfile).unwrap())
-        .stderr(Stdio::from(std::fs::File::options().append(true).open(&outfile).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::options()
+                .append(true)
+                .open(&outfile)
+                .unwrap(),
+        ))
         .stdin(Stdio::null())
         .spawn()
         .expect("run demo/run.sh");
@@ -393,7 +451,11 @@ fn run_demo(limit: Duration, interrupt_on: Option<&str>, as_user: Option<&str>) 
             break st.code();
         }
         if let Some(marker) = interrupt_on {
-            if !interrupted && std::fs::read_to_string(&outfile).unwrap_or_default().contains(marker) {
+            if !interrupted
+                && std::fs::read_to_string(&outfile)
+                    .unwrap_or_default()
+                    .contains(marker)
+            {
                 signal(child.id(), "INT");
                 interrupted = true;
             }
@@ -409,14 +471,22 @@ fn run_demo(limit: Duration, interrupt_on: Option<&str>, as_user: Option<&str>) 
         thread::sleep(Duration::from_millis(100));
     };
     let out = std::fs::read_to_string(&outfile).unwrap();
-    DemoRun { status, out, secs: start.elapsed().as_secs_f64() }
+    DemoRun {
+        status,
+        out,
+        secs: start.elapsed().as_secs_f64(),
+    }
 }
 
 /// What the demo started, from its own output: (Apache's pid, its work directory).
 fn demo_leftovers(out: &str) -> (u32, String) {
     let pid = out
         .lines()
-        .find_map(|l| l.trim().strip_prefix("pid ").and_then(|r| r.split(',').next()?.parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("pid ")
+                .and_then(|r| r.split(',').next()?.parse().ok())
+        })
         .unwrap_or_else(|| panic!("no Apache pid in the demo output:\n{out}"));
     let conf = out
         .split("(config ")
@@ -430,7 +500,10 @@ fn assert_nothing_left(out: &str) {
     let (pid, work) = demo_leftovers(out);
     let deadline = Instant::now() + Duration::from_secs(5);
     while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(Instant::now() < deadline, "the demo left Apache {pid} running:\n{out}");
+        assert!(
+            Instant::now() < deadline,
+            "the demo left Apache {pid} running:\n{out}"
+        );
         thread::sleep(Duration::from_millis(100));
     }
     assert!(!Path::new(&work).exists(), "the demo left {work}");
@@ -453,24 +526,40 @@ fn demo_traces_live_requests_then_a_histogram_and_cleans_up() {
     assert!(r.secs < 120.0);
     let out = &r.out;
     // Part 1: live lines of http-requests.bt for the burst.
-    let part1 = out.split("examples/http-requests-bylatency.bt").next().unwrap();
+    let part1 = out
+        .split("examples/http-requests-bylatency.bt")
+        .next()
+        .unwrap();
     let lines = parse_requests(part1);
     let find = |uri: &str| lines.iter().filter(|l| l.uri == uri).collect::<Vec<_>>();
     assert_eq!(find("/missing.html?from=demo")[0].status, 404, "{out}");
     assert_eq!(find("/old-page")[0].status, 301, "{out}");
     assert_eq!(find("/slow.cgi?50")[0].method, "POST", "{out}");
     let slow = find("/slow.cgi?400")[0];
-    assert!(slow.latency_us >= 400_000 && slow.latency_us < 5_000_000, "{slow:?}");
-    assert_eq!(find("/about.html?h2=1")[0].status, 200, "the HTTP/2 request: {out}");
+    assert!(
+        slow.latency_us >= 400_000 && slow.latency_us < 5_000_000,
+        "{slow:?}"
+    );
+    assert_eq!(
+        find("/about.html?h2=1")[0].status,
+        200,
+        "the HTTP/2 request: {out}"
+    );
     // keep-alive: several requests share one client port.
     let mut per_port: BTreeMap<u16, usize> = BTreeMap::new();
     for l in &lines {
         *per_port.entry(l.remote.1).or_default() += 1;
         assert_eq!(l.local.0, "127.0.0.1");
     }
-    assert!(per_port.values().any(|&n| n >= 3), "no keep-alive connection: {per_port:?}");
+    assert!(
+        per_port.values().any(|&n| n >= 3),
+        "no keep-alive connection: {per_port:?}"
+    );
     // Part 2: the histogram counts the same burst plus 30 more requests.
-    let part2 = out.split("examples/http-requests-bylatency.bt").nth(1).unwrap();
+    let part2 = out
+        .split("examples/http-requests-bylatency.bt")
+        .nth(1)
+        .unwrap();
     assert!(part2.contains("@latency_us:"), "{out}");
     let total: u64 = hist_rows(part2).iter().map(|r| r.2).sum();
     assert_eq!(total, lines.len() as u64 + 30, "{out}");
@@ -483,7 +572,11 @@ fn demo_cleans_up_on_ctrl_c() {
     if !need_tracing("demo/run.sh (Ctrl-C)") {
         return;
     }
-    let r = run_demo(Duration::from_secs(60), Some("Tracing Apache requests"), None);
+    let r = run_demo(
+        Duration::from_secs(60),
+        Some("Tracing Apache requests"),
+        None,
+    );
     assert_eq!(r.status, Some(130), "{}", r.out);
     assert!(r.out.contains("interrupted"), "{}", r.out);
     assert!(!r.out.contains("@latency_us:"), "{}", r.out);

@@ -486,11 +486,7 @@ fn churn(mpm: Mpm, seconds: u64, cycles: usize, restarts: usize) {
     thread::sleep(Duration::from_secs(1));
     let started = Instant::now();
     let mut windows: Vec<(u64, u64, String)> = Vec::new();
-    let restart_every = if restarts > 0 {
-        cycles / restarts
-    } else {
-        usize::MAX
-    };
+    let restart_every = cycles.checked_div(restarts).unwrap_or(usize::MAX);
     let mut restarts_done = 0;
     for i in 0..cycles {
         let t = Tracer::start(CHURN_BT, &a.module);
@@ -770,12 +766,7 @@ fn a_panicking_hook_never_reaches_apache() {
         );
         let mut pids: Vec<&str> = ours
             .iter()
-            .filter_map(|l| {
-                l.split("[pid ")
-                    .nth(1)?
-                    .split(|c| c == ':' || c == ']')
-                    .next()
-            })
+            .filter_map(|l| l.split("[pid ").nth(1)?.split([':', ']']).next())
             .collect();
         let n = pids.len();
         pids.dedup();
