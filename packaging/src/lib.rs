@@ -57,6 +57,10 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
         render::splice_deb_block(&cargo_toml, &m)?,
     );
     files.insert(render::README_DEBIAN.to_string(), render::readme_debian(&m));
+    files.insert(
+        render::CHANGELOG_DEBIAN.to_string(),
+        render::changelog_debian(&m),
+    );
 
     // 2. The tarball, as it will be once those are written.
     let contents = dist::tarball_contents(root, &m, &files)?;

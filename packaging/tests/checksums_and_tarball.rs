@@ -11,18 +11,31 @@ use packaging::crates::{self, digests};
 use packaging::{dist, render};
 
 fn lock_ids() -> Vec<String> {
-    crates::parse_lock(&read("Cargo.lock")).unwrap().iter().map(|c| c.id()).collect()
-}
-
-fn pkgsrc_crates() -> Vec<String> {
-    read(&format!("{}/cargo-depends.mk", render::pkgsrc_dir(&manifest())))
-        .lines()
-        .filter_map(|l| l.strip_prefix("CARGO_CRATE_DEPENDS+=\t").map(str::to_string))
+    crates::parse_lock(&read("Cargo.lock"))
+        .unwrap()
+        .iter()
+        .map(|c| c.id())
         .collect()
 }
 
+fn pkgsrc_crates() -> Vec<String> {
+    read(&format!(
+        "{}/cargo-depends.mk",
+        render::pkgsrc_dir(&manifest())
+    ))
+    .lines()
+    .filter_map(|l| {
+        l.strip_prefix("CARGO_CRATE_DEPENDS+=\t")
+            .map(str::to_string)
+    })
+    .collect()
+}
+
 fn freebsd_crates() -> Vec<String> {
-    let v = make_vars(&read(&format!("{}/Makefile.crates", render::freebsd_dir(&manifest()))));
+    let v = make_vars(&read(&format!(
+        "{}/Makefile.crates",
+        render::freebsd_dir(&manifest())
+    )));
     v["CARGO_CRATES"].split(' ').map(str::to_string).collect()
 }
 
@@ -31,17 +44,27 @@ fn every_registry_crate_of_cargo_lock_is_listed_and_nothing_else() {
     let mut lock = lock_ids();
     lock.sort();
     assert!(!lock.is_empty());
-    for (what, mut list) in [("CARGO_CRATE_DEPENDS", pkgsrc_crates()), ("CARGO_CRATES", freebsd_crates())] {
+    for (what, mut list) in [
+        ("CARGO_CRATE_DEPENDS", pkgsrc_crates()),
+        ("CARGO_CRATES", freebsd_crates()),
+    ] {
         let n = list.len();
         list.sort();
         list.dedup();
         assert_eq!(n, list.len(), "{what} lists a crate twice");
         let missing: Vec<_> = lock.iter().filter(|c| !list.contains(c)).collect();
         let extra: Vec<_> = list.iter().filter(|c| !lock.contains(c)).collect();
-        assert!(missing.is_empty() && extra.is_empty(), "{what}: missing {missing:?}, not in Cargo.lock {extra:?}");
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{what}: missing {missing:?}, not in Cargo.lock {extra:?}"
+        );
     }
     // Workspace members have no source and are never fetched.
-    assert!(!lock.iter().any(|c| c.starts_with("mod_dtprovider-") || c.starts_with("packaging-")));
+    assert!(
+        !lock
+            .iter()
+            .any(|c| c.starts_with("mod_dtprovider-") || c.starts_with("packaging-"))
+    );
 }
 
 /// (file name in distinfo) -> bytes of the real file.
@@ -50,7 +73,12 @@ fn real_distfiles() -> BTreeMap<String, Vec<u8>> {
     let mut m = BTreeMap::new();
     for (c, path, _) in &g.crates {
         let data = std::fs::read(path).unwrap();
-        assert_eq!(crates::sha256_hex(&data), c.checksum, "{}: the .crate cargo downloaded vs Cargo.lock", c.id());
+        assert_eq!(
+            crates::sha256_hex(&data),
+            c.checksum,
+            "{}: the .crate cargo downloaded vs Cargo.lock",
+            c.id()
+        );
         m.insert(c.file_name(), data);
     }
     m.insert(manifest().tarball_name(), g.tarball.clone());
@@ -62,7 +90,9 @@ fn check_lines(what: &str, lines: &[(String, String, String)], files: &BTreeMap<
     let mut seen = std::collections::BTreeSet::new();
     for (alg, file, value) in lines {
         let base = file.strip_prefix("rust/crates/").unwrap_or(file);
-        let data = files.get(base).unwrap_or_else(|| panic!("{what}: {file} is not a distfile of this release"));
+        let data = files
+            .get(base)
+            .unwrap_or_else(|| panic!("{what}: {file} is not a distfile of this release"));
         let d = digests(data);
         let want = match alg.as_str() {
             "BLAKE2s" => d.blake2s,
@@ -72,11 +102,17 @@ fn check_lines(what: &str, lines: &[(String, String, String)], files: &BTreeMap<
             "SIZE" => d.size.to_string(),
             a => panic!("{what}: unknown algorithm {a}"),
         };
-        assert_eq!(value, &want, "{what}: {alg} ({file}) does not verify against the real file");
+        assert_eq!(
+            value, &want,
+            "{what}: {alg} ({file}) does not verify against the real file"
+        );
         seen.insert(base.to_string());
     }
     let all: std::collections::BTreeSet<String> = files.keys().cloned().collect();
-    assert_eq!(seen, all, "{what} must list exactly the tarball and every crate");
+    assert_eq!(
+        seen, all,
+        "{what} must list exactly the tarball and every crate"
+    );
 }
 
 fn parse_distinfo(text: &str) -> Vec<(String, String, String)> {
@@ -105,13 +141,19 @@ fn freebsd_distinfo_verifies_against_the_real_files() {
     let lines = parse_distinfo(&di);
     assert_eq!(lines.len(), files.len() * 2);
     check_lines("FreeBSD distinfo", &lines, &files);
-    assert_eq!(di.lines().next().unwrap(), format!("TIMESTAMP = {}", manifest().release_epoch));
+    assert_eq!(
+        di.lines().next().unwrap(),
+        format!("TIMESTAMP = {}", manifest().release_epoch)
+    );
 }
 
 #[test]
 fn homebrew_sha256_verifies_against_the_tarball() {
     let f = read(&render::formula_path(&manifest()));
-    let line = f.lines().find(|l| l.trim_start().starts_with("sha256 \"")).unwrap();
+    let line = f
+        .lines()
+        .find(|l| l.trim_start().starts_with("sha256 \""))
+        .unwrap();
     let sha = line.split('"').nth(1).unwrap();
     assert_eq!(sha, crates::sha256_hex(&generated().tarball));
 }
@@ -136,7 +178,9 @@ fn dist_tarball_is_sorted_fixed_clean_and_complete() {
     let m = manifest();
     let gz = generated().tarball.clone();
     let mut tar_bytes = Vec::new();
-    flate2::read::GzDecoder::new(gz.as_slice()).read_to_end(&mut tar_bytes).unwrap();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_end(&mut tar_bytes)
+        .unwrap();
     // gzip header: no mtime, no file name
     assert_eq!(&gz[4..8], &[0, 0, 0, 0], "gzip mtime is 0");
     assert_eq!(gz[3] & 0x08, 0, "gzip header carries no file name");
@@ -155,8 +199,17 @@ fn dist_tarball_is_sorted_fixed_clean_and_complete() {
         let mode = h.mode().unwrap();
         assert!([0o644, 0o755, 0o777].contains(&mode), "{p}: mode {mode:o}");
         let rel = p[prefix.len()..].to_string();
-        for bad in ["target/", ".git/", "pkgsrc/", "freebsd-port/", "packaging/homebrew/"] {
-            assert!(!rel.starts_with(bad), "{p}: build output, VCS data or a recipe in the tarball");
+        for bad in [
+            "target/",
+            ".git/",
+            "pkgsrc/",
+            "freebsd-port/",
+            "packaging/homebrew/",
+        ] {
+            assert!(
+                !rel.starts_with(bad),
+                "{p}: build output, VCS data or a recipe in the tarball"
+            );
         }
         if h.entry_type().is_file() {
             files.push(rel.clone());
@@ -181,7 +234,10 @@ fn dist_tarball_is_sorted_fixed_clean_and_complete() {
     }
     want.sort();
     files.sort();
-    assert_eq!(files, want, "tarball files vs `git ls-files` minus the recipes");
+    assert_eq!(
+        files, want,
+        "tarball files vs `git ls-files` minus the recipes"
+    );
     for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "LICENSE", "httpd.d"] {
         assert!(files.iter().any(|f| f == needed), "tarball lacks {needed}");
     }

@@ -52,9 +52,16 @@ fn classify(path: &str, dirs: [&str; 3]) -> (Kind, String) {
 
 const PKGSRC_DIRS: [&str; 3] = ["lib/httpd", "lib/dtrace", "share/examples/${PKGBASE}"];
 const FREEBSD_DIRS: [&str; 3] = ["%%APACHEMODDIR%%", "lib/dtrace", "%%EXAMPLESDIR%%"];
-const BREW_DIRS: [&str; 3] = ["lib/httpd/modules", "lib/dtrace", "share/mod_dtprovider/examples"];
-const DEB_DIRS: [&str; 3] =
-    ["usr/lib/apache2/modules", "usr/lib/dtrace", "usr/share/doc/libapache2-mod-dtprovider/examples"];
+const BREW_DIRS: [&str; 3] = [
+    "lib/httpd/modules",
+    "lib/dtrace",
+    "share/mod_dtprovider/examples",
+];
+const DEB_DIRS: [&str; 3] = [
+    "usr/lib/apache2/modules",
+    "usr/lib/dtrace",
+    "usr/share/doc/libapache2-mod-dtprovider/examples",
+];
 
 fn split(entries: Vec<(Kind, String)>) -> (BTreeSet<(Kind, String)>, BTreeSet<String>) {
     let mut common = BTreeSet::new();
@@ -82,7 +89,11 @@ fn freebsd_list() -> Vec<String> {
     read(&format!("{}/pkg-plist", render::freebsd_dir(&manifest())))
         .lines()
         .filter(|l| !l.starts_with("@comment"))
-        .map(|l| l.trim_start_matches("@sample ").trim_start_matches("%%PORTEXAMPLES%%").to_string())
+        .map(|l| {
+            l.trim_start_matches("@sample ")
+                .trim_start_matches("%%PORTEXAMPLES%%")
+                .to_string()
+        })
         .collect()
 }
 
@@ -94,12 +105,19 @@ fn formula_list() -> Vec<String> {
     let body = &body[..body.find("\n  end\n").unwrap()];
     let keg_dir = |expr: &str| -> String {
         let e = expr.trim().trim_start_matches('(').trim_end_matches(')');
-        let (base, sub) = e.split_once('/').map(|(b, s)| (b, s.trim_matches('"'))).unwrap_or((e, ""));
+        let (base, sub) = e
+            .split_once('/')
+            .map(|(b, s)| (b, s.trim_matches('"')))
+            .unwrap_or((e, ""));
         let base = match base {
             "pkgshare" => "share/mod_dtprovider".to_string(),
             b => b.to_string(),
         };
-        if sub.is_empty() { base } else { format!("{base}/{sub}") }
+        if sub.is_empty() {
+            base
+        } else {
+            format!("{base}/{sub}")
+        }
     };
     let mut out = Vec::new();
     let mut in_words: Option<String> = None;
@@ -112,14 +130,19 @@ fn formula_list() -> Vec<String> {
             }
             continue;
         }
-        let Some((target, args)) = l.split_once(".install ") else { continue };
+        let Some((target, args)) = l.split_once(".install ") else {
+            continue;
+        };
         let dir = keg_dir(target);
         if args.trim() == "%w[" {
             in_words = Some(dir);
         } else if let Some((_, name)) = args.split_once("=> ") {
             out.push(format!("{dir}/{}", name.trim().trim_matches('"')));
         } else {
-            out.push(format!("{dir}/{}", args.trim().trim_matches('"').rsplit('/').next().unwrap()));
+            out.push(format!(
+                "{dir}/{}",
+                args.trim().trim_matches('"').rsplit('/').next().unwrap()
+            ));
         }
     }
     out
@@ -135,9 +158,16 @@ fn deb_list() -> Vec<String> {
             let src = a[0].as_str().unwrap();
             let dest = a[1].as_str().unwrap();
             if src != "target/release/libmod_dtprovider.so" {
-                assert!(root().join(src).is_file() || generated().files.contains_key(src), "deb asset {src} does not exist");
+                assert!(
+                    root().join(src).is_file() || generated().files.contains_key(src),
+                    "deb asset {src} does not exist"
+                );
             }
-            if dest.ends_with('/') { format!("{dest}{}", src.rsplit('/').next().unwrap()) } else { dest.to_string() }
+            if dest.ends_with('/') {
+                format!("{dest}{}", src.rsplit('/').next().unwrap())
+            } else {
+                dest.to_string()
+            }
         })
         .collect()
 }
@@ -149,7 +179,12 @@ fn all_recipes_list_the_same_files() {
     let apmod = render::apmod_file(&m);
     let cases: Vec<(&str, Vec<String>, [&str; 3], Vec<String>)> = vec![
         ("pkgsrc PLIST", pkgsrc_list(), PKGSRC_DIRS, vec![]),
-        ("FreeBSD pkg-plist", freebsd_list(), FREEBSD_DIRS, vec!["%%APACHEETCDIR%%/modules.d/%%APMOD_FILE%%".into()]),
+        (
+            "FreeBSD pkg-plist",
+            freebsd_list(),
+            FREEBSD_DIRS,
+            vec!["%%APACHEETCDIR%%/modules.d/%%APMOD_FILE%%".into()],
+        ),
         ("Homebrew install block", formula_list(), BREW_DIRS, vec![]),
         (
             "deb assets",
@@ -163,7 +198,10 @@ fn all_recipes_list_the_same_files() {
     ];
     for (what, list, dirs, extras) in cases {
         let (common, extra) = split(list.iter().map(|p| classify(p, dirs)).collect());
-        assert_eq!(common, want, "{what} does not install exactly the module, httpd.d and the tracked examples");
+        assert_eq!(
+            common, want,
+            "{what} does not install exactly the module, httpd.d and the tracked examples"
+        );
         let extras: BTreeSet<String> = extras.into_iter().collect();
         assert_eq!(extra, extras, "{what}: unexpected extra files");
     }
@@ -172,7 +210,8 @@ fn all_recipes_list_the_same_files() {
 // ------------------------------------------------------------------------------ staging
 
 const PKGSRC_CARGO_MK: &str = "# stub of lang/rust/cargo.mk: nothing the install steps need\n";
-const PKGSRC_APACHE_MK: &str = "# stub of mk/apache.mk (apache24 chosen)\nAPACHE_PKG_PREFIX=\tap24\n";
+const PKGSRC_APACHE_MK: &str =
+    "# stub of mk/apache.mk (apache24 chosen)\nAPACHE_PKG_PREFIX=\tap24\n";
 const PKGSRC_BSD_PKG_MK: &str = r#"# stub of mk/bsd.pkg.mk: the variables and targets do-install relies on
 PKGBASE=	${PKGNAME:C/-[^-]*$//}
 PKGVERSION_NOREV=	${DISTNAME:C/^.*-//}
@@ -186,7 +225,14 @@ stub-installation-dirs:
 "#;
 
 fn bmake_out(args: &[&str], dir: &Path, extra: &[String]) -> String {
-    let out = run(Command::new("bmake").args(args).arg("-C").arg(dir).args(extra), "bmake");
+    let out = run(
+        Command::new("bmake")
+            .args(args)
+            .arg("-C")
+            .arg(dir)
+            .args(extra),
+        "bmake",
+    );
     stdout(&out)
 }
 
@@ -198,7 +244,11 @@ fn fake_module(src: &Path, rel: &str) {
 
 #[test]
 fn pkgsrc_install_stages_exactly_the_plist() {
-    if !require(which("bmake").is_some(), "bmake is not installed (apt-get install bmake)", "pkgsrc staging") {
+    if !require(
+        which("bmake").is_some(),
+        "bmake is not installed (apt-get install bmake)",
+        "pkgsrc staging",
+    ) {
         return;
     }
     let m = manifest();
@@ -209,10 +259,21 @@ fn pkgsrc_install_stages_exactly_the_plist() {
     let tree = tmp.path().join("pkgsrc");
     let pkgdir = tree.join(format!("{}/{}", m.pkgsrc_category, m.pkgsrc_directory));
     std::fs::create_dir_all(&pkgdir).unwrap();
-    for f in ["Makefile", "cargo-depends.mk", "PLIST", "MESSAGE", "DESCR", "distinfo"] {
+    for f in [
+        "Makefile",
+        "cargo-depends.mk",
+        "PLIST",
+        "MESSAGE",
+        "DESCR",
+        "distinfo",
+    ] {
         std::fs::copy(root().join(render::pkgsrc_dir(&m)).join(f), pkgdir.join(f)).unwrap();
     }
-    for (p, c) in [("lang/rust/cargo.mk", PKGSRC_CARGO_MK), ("mk/apache.mk", PKGSRC_APACHE_MK), ("mk/bsd.pkg.mk", PKGSRC_BSD_PKG_MK)] {
+    for (p, c) in [
+        ("lang/rust/cargo.mk", PKGSRC_CARGO_MK),
+        ("mk/apache.mk", PKGSRC_APACHE_MK),
+        ("mk/bsd.pkg.mk", PKGSRC_BSD_PKG_MK),
+    ] {
         std::fs::create_dir_all(tree.join(p).parent().unwrap()).unwrap();
         std::fs::write(tree.join(p), c).unwrap();
     }
@@ -226,27 +287,53 @@ fn pkgsrc_install_stages_exactly_the_plist() {
     ];
     bmake_out(&["stub-install"], &pkgdir, &vars);
 
-    let pkgbase = bmake_out(&["-v", "PKGBASE"], &pkgdir, &vars).trim().to_string();
+    let pkgbase = bmake_out(&["-v", "PKGBASE"], &pkgdir, &vars)
+        .trim()
+        .to_string();
     assert_eq!(pkgbase, "ap24-dtprovider", "binary package name");
     assert_eq!(pkgbase, m.pkgsrc_package);
     let darwin = bmake_out(&["-v", "MODULE_SUFFIX"], &pkgdir, &["OPSYS=Darwin".into()]);
-    assert_eq!(darwin.trim(), "dylib", "cargo's artifact on Darwin is a .dylib");
-    assert!(bmake_out(&["-v", "CARGO_CRATE_DEPENDS"], &pkgdir, &vars).contains("toml-"), "cargo-depends.mk is included");
+    assert_eq!(
+        darwin.trim(),
+        "dylib",
+        "cargo's artifact on Darwin is a .dylib"
+    );
+    assert!(
+        bmake_out(&["-v", "CARGO_CRATE_DEPENDS"], &pkgdir, &vars).contains("toml-"),
+        "cargo-depends.mk is included"
+    );
 
     let staged = files_under(&stage.join(prefix.trim_start_matches('/')));
-    let mut plist: Vec<String> = pkgsrc_list().iter().map(|l| l.replace("${PKGBASE}", &pkgbase)).collect();
+    let mut plist: Vec<String> = pkgsrc_list()
+        .iter()
+        .map(|l| l.replace("${PKGBASE}", &pkgbase))
+        .collect();
     plist.sort();
     assert_eq!(staged, plist, "do-install vs PLIST");
     let module = std::fs::read(stage.join("opt/local/lib/httpd/mod_dtprovider.so")).unwrap();
-    assert!(module.starts_with(b"\x7fELF fake module"), "the module comes from target/release");
+    assert!(
+        module.starts_with(b"\x7fELF fake module"),
+        "the module comes from target/release"
+    );
 
     // MESSAGE as pkgsrc substitutes it: the example it shows is installed.
-    let msg = read(&format!("{}/MESSAGE", render::pkgsrc_dir(&m))).replace("${PREFIX}", prefix).replace("${PKGBASE}", &pkgbase);
+    let msg = read(&format!("{}/MESSAGE", render::pkgsrc_dir(&m)))
+        .replace("${PREFIX}", prefix)
+        .replace("${PKGBASE}", &pkgbase);
     let shown = msg.lines().find(|l| l.contains("dtrace -L")).unwrap();
     let example = shown.split_whitespace().last().unwrap();
-    assert!(stage.join(example.trim_start_matches('/')).is_file(), "MESSAGE shows {example}, which is not installed");
+    assert!(
+        stage.join(example.trim_start_matches('/')).is_file(),
+        "MESSAGE shows {example}, which is not installed"
+    );
     let l = shown.split_whitespace().nth(2).unwrap();
-    assert!(stage.join(l.trim_start_matches('/')).join("httpd.d").is_file(), "-L {l} has no httpd.d");
+    assert!(
+        stage
+            .join(l.trim_start_matches('/'))
+            .join("httpd.d")
+            .is_file(),
+        "-L {l} has no httpd.d"
+    );
 }
 
 const FREEBSD_BSD_PORT_MK: &str = r#"# stub of Mk/bsd.port.mk with USES=apache:2.4+ cargo: what the install steps rely on
@@ -272,20 +359,31 @@ stub-sub-files:
 
 #[test]
 fn freebsd_install_stages_exactly_the_pkg_plist() {
-    if !require(which("bmake").is_some(), "bmake is not installed (apt-get install bmake)", "FreeBSD staging") {
+    if !require(
+        which("bmake").is_some(),
+        "bmake is not installed (apt-get install bmake)",
+        "FreeBSD staging",
+    ) {
         return;
     }
     let m = manifest();
     let tmp = TempDir::new("port");
     let (_, src) = dist_and_unpack(tmp.path());
     let wrk = tmp.path().join("wrk");
-    fake_module(&wrk, "target/x86_64-unknown-freebsd/release/libmod_dtprovider.so");
+    fake_module(
+        &wrk,
+        "target/x86_64-unknown-freebsd/release/libmod_dtprovider.so",
+    );
 
     let mk = tmp.path().join("mk");
     std::fs::create_dir_all(&mk).unwrap();
     std::fs::write(mk.join("bsd.port.mk"), FREEBSD_BSD_PORT_MK).unwrap();
     std::fs::write(mk.join("sys.mk"), "# stub: no system rules needed\n").unwrap();
-    let portdir = tmp.path().join("ports").join(&m.freebsd_category).join(&m.freebsd_portname);
+    let portdir = tmp
+        .path()
+        .join("ports")
+        .join(&m.freebsd_category)
+        .join(&m.freebsd_portname);
     for f in files_under(&root().join(render::freebsd_dir(&m))) {
         let to = portdir.join(&f);
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
@@ -300,11 +398,29 @@ fn freebsd_install_stages_exactly_the_pkg_plist() {
         format!("WRKDIR={}", wrk.display()),
     ];
     let mkdir = mk.display().to_string();
-    bmake_out(&["-m", &mkdir, "stub-sub-files", "do-install", "do-install-EXAMPLES-on"], &portdir, &vars);
+    bmake_out(
+        &[
+            "-m",
+            &mkdir,
+            "stub-sub-files",
+            "do-install",
+            "do-install-EXAMPLES-on",
+        ],
+        &portdir,
+        &vars,
+    );
 
     let pkgname = bmake_out(&["-m", &mkdir, "-v", "PKGNAME"], &portdir, &vars);
-    assert_eq!(pkgname.trim(), format!("ap24-mod_dtprovider-{}", m.version), "package name");
-    assert!(pkgname.trim().starts_with(&format!("{}-", m.freebsd_package)));
+    assert_eq!(
+        pkgname.trim(),
+        format!("ap24-mod_dtprovider-{}", m.version),
+        "package name"
+    );
+    assert!(
+        pkgname
+            .trim()
+            .starts_with(&format!("{}-", m.freebsd_package))
+    );
     assert!(bmake_out(&["-m", &mkdir, "-v", "CARGO_INSTALL"], &portdir, &vars).trim() == "no");
 
     let apmod = render::apmod_file(&m);
@@ -314,38 +430,73 @@ fn freebsd_install_stages_exactly_the_pkg_plist() {
             l.replace("%%APACHEMODDIR%%", "libexec/apache24")
                 .replace("%%APACHEETCDIR%%", "etc/apache24")
                 .replace("%%APMOD_FILE%%", &apmod)
-                .replace("%%EXAMPLESDIR%%", &format!("share/examples/{}", m.freebsd_portname))
+                .replace(
+                    "%%EXAMPLESDIR%%",
+                    &format!("share/examples/{}", m.freebsd_portname),
+                )
         })
         .collect();
     plist.sort();
     let staged = files_under(&stage.join(prefix.trim_start_matches('/')));
-    assert_eq!(staged, plist, "do-install + do-install-EXAMPLES-on vs pkg-plist");
+    assert_eq!(
+        staged, plist,
+        "do-install + do-install-EXAMPLES-on vs pkg-plist"
+    );
 
     // The substituted snippet and message point at installed files.
-    let conf = std::fs::read_to_string(stage.join("usr/local/etc/apache24/modules.d").join(&apmod)).unwrap();
-    assert!(conf.contains("\n#LoadModule dtprovider_module libexec/apache24/mod_dtprovider.so\n"), "{conf}");
-    assert!(!conf.contains("%%"), "unsubstituted variable in {apmod}:\n{conf}");
+    let conf = std::fs::read_to_string(stage.join("usr/local/etc/apache24/modules.d").join(&apmod))
+        .unwrap();
+    assert!(
+        conf.contains("\n#LoadModule dtprovider_module libexec/apache24/mod_dtprovider.so\n"),
+        "{conf}"
+    );
+    assert!(
+        !conf.contains("%%"),
+        "unsubstituted variable in {apmod}:\n{conf}"
+    );
     let msg = std::fs::read_to_string(wrk.join("pkg-message")).unwrap();
-    assert!(!msg.contains("%%"), "unsubstituted variable in pkg-message:\n{msg}");
+    assert!(
+        !msg.contains("%%"),
+        "unsubstituted variable in pkg-message:\n{msg}"
+    );
     let shown = msg.lines().find(|l| l.contains("dtrace -L")).unwrap();
     let example = shown.split_whitespace().last().unwrap();
-    assert!(stage.join(example.trim_start_matches('/')).is_file(), "pkg-message shows {example}, not installed");
+    assert!(
+        stage.join(example.trim_start_matches('/')).is_file(),
+        "pkg-message shows {example}, not installed"
+    );
     let l = shown.split_whitespace().nth(2).unwrap();
     assert_eq!(l, "/usr/local/lib/dtrace");
-    assert!(stage.join(l.trim_start_matches('/')).join("httpd.d").is_file());
-    assert!(msg.contains(&format!("/usr/local/etc/apache24/modules.d/{}", apmod.trim_end_matches(".sample"))));
+    assert!(
+        stage
+            .join(l.trim_start_matches('/'))
+            .join("httpd.d")
+            .is_file()
+    );
+    assert!(msg.contains(&format!(
+        "/usr/local/etc/apache24/modules.d/{}",
+        apmod.trim_end_matches(".sample")
+    )));
 }
 
 #[test]
 fn homebrew_install_block_stages_exactly_its_files() {
-    if !require(which("ruby").is_some(), "ruby is not installed (apt-get install ruby)", "Homebrew staging") {
+    if !require(
+        which("ruby").is_some(),
+        "ruby is not installed (apt-get install ruby)",
+        "Homebrew staging",
+    ) {
         return;
     }
     let m = manifest();
     let tmp = TempDir::new("brew");
     let (_, src) = dist_and_unpack(tmp.path());
     fake_module(&src, "target/release/libmod_dtprovider.so");
-    let keg = tmp.path().join("Cellar").join(&m.homebrew_formula).join(&m.version);
+    let keg = tmp
+        .path()
+        .join("Cellar")
+        .join(&m.homebrew_formula)
+        .join(&m.version);
     let stub = root().join("packaging/tests/support/brew_stub.rb");
     let out = run(
         Command::new("ruby")
@@ -357,22 +508,49 @@ fn homebrew_install_block_stages_exactly_its_files() {
         "formula install under the stub",
     );
     let text = stdout(&out);
-    let staged: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("FILE ")).map(str::to_string).collect();
+    let staged: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("FILE "))
+        .map(str::to_string)
+        .collect();
     let mut want = formula_list();
     want.sort();
-    assert_eq!(staged, want, "the install block installs exactly what it lists");
+    assert_eq!(
+        staged, want,
+        "the install block installs exactly what it lists"
+    );
     let (common, extra) = split(staged.iter().map(|p| classify(p, BREW_DIRS)).collect());
     assert_eq!(common, expected());
     assert!(extra.is_empty(), "{extra:?}");
-    assert!(text.contains("SYSTEM cargo build --lib --release --locked"), "{text}");
-    assert!(text.contains("/apxs"), "APXS points at httpd's apxs: {text}");
-    assert!(text.contains("DEP \"httpd\" true") && (text.contains("DEP {\"rust\"=>:build} true") || text.contains("DEP {\"rust\" => :build} true")), "{text}");
+    assert!(
+        text.contains("SYSTEM cargo build --lib --release --locked"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/apxs"),
+        "APXS points at httpd's apxs: {text}"
+    );
+    assert!(
+        text.contains("DEP \"httpd\" true")
+            && (text.contains("DEP {\"rust\"=>:build} true")
+                || text.contains("DEP {\"rust\" => :build} true")),
+        "{text}"
+    );
     let module = std::fs::read(keg.join("lib/httpd/modules/mod_dtprovider.so")).unwrap();
     assert!(module.starts_with(b"\x7fELF fake module"));
     // The caveats name installed files.
     let cav = &text[text.find("CAVEATS\n").unwrap()..];
-    assert!(cav.contains(&format!("LoadModule dtprovider_module {}/lib/httpd/modules/mod_dtprovider.so", keg.display())), "{cav}");
+    assert!(
+        cav.contains(&format!(
+            "LoadModule dtprovider_module {}/lib/httpd/modules/mod_dtprovider.so",
+            keg.display()
+        )),
+        "{cav}"
+    );
     let shown = cav.lines().find(|l| l.contains("dtrace -L")).unwrap();
     let example = shown.split_whitespace().last().unwrap();
-    assert!(Path::new(example).is_file(), "caveats show {example}, not installed");
+    assert!(
+        Path::new(example).is_file(),
+        "caveats show {example}, not installed"
+    );
 }

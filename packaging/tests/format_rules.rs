@@ -34,7 +34,11 @@ fn summary_problems(s: &str, max: usize, names: &[&str]) -> Vec<String> {
     if !s.chars().next().is_some_and(|c| c.is_uppercase()) {
         p.push("does not start with a capital letter".into());
     }
-    let first = s.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+    let first = s
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ["a", "an", "the"].contains(&first.as_str()) {
         p.push("starts with an article".into());
     }
@@ -54,7 +58,11 @@ fn summary_problems(s: &str, max: usize, names: &[&str]) -> Vec<String> {
 #[test]
 fn pkglint_makefile_starts_with_rcs_id() {
     for f in ["Makefile", "cargo-depends.mk"] {
-        assert_eq!(pkgsrc(f).lines().next(), Some("# $NetBSD$"), "{f}: first line must be `# $NetBSD$`");
+        assert_eq!(
+            pkgsrc(f).lines().next(),
+            Some("# $NetBSD$"),
+            "{f}: first line must be `# $NetBSD$`"
+        );
     }
     assert_eq!(pkgsrc("PLIST").lines().next(), Some("@comment $NetBSD$"));
     assert_eq!(pkgsrc("distinfo").lines().next(), Some("$NetBSD$"));
@@ -63,18 +71,45 @@ fn pkglint_makefile_starts_with_rcs_id() {
 #[test]
 fn pkglint_header_variable_order() {
     let order = make_var_order(&pkgsrc("Makefile"));
-    let want = ["DISTNAME", "PKGNAME", "CATEGORIES", "MASTER_SITES", "MAINTAINER", "HOMEPAGE", "COMMENT", "LICENSE"];
+    let want = [
+        "DISTNAME",
+        "PKGNAME",
+        "CATEGORIES",
+        "MASTER_SITES",
+        "MAINTAINER",
+        "HOMEPAGE",
+        "COMMENT",
+        "LICENSE",
+    ];
     let pos: Vec<usize> = want
         .iter()
-        .map(|w| order.iter().position(|o| o == w).unwrap_or_else(|| panic!("Makefile lacks {w}")))
+        .map(|w| {
+            order
+                .iter()
+                .position(|o| o == w)
+                .unwrap_or_else(|| panic!("Makefile lacks {w}"))
+        })
         .collect();
-    assert!(pos.windows(2).all(|w| w[0] < w[1]), "header variables out of order: {order:?}");
-    assert_eq!(&order[..2], ["DISTNAME", "PKGNAME"], "DISTNAME and PKGNAME come first");
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "header variables out of order: {order:?}"
+    );
+    assert_eq!(
+        &order[..2],
+        ["DISTNAME", "PKGNAME"],
+        "DISTNAME and PKGNAME come first"
+    );
     // The header block (DISTNAME..MASTER_SITES+GITHUB_*) is separated from MAINTAINER.. by one
     // blank line, as pkglint wants the "distname" and "maintainer" paragraphs.
     let mk = pkgsrc("Makefile");
-    assert!(mk.contains("\n\nMAINTAINER="), "MAINTAINER starts a new paragraph");
-    assert!(mk.contains("\n\nDISTNAME="), "DISTNAME starts a paragraph after the header comment");
+    assert!(
+        mk.contains("\n\nMAINTAINER="),
+        "MAINTAINER starts a new paragraph"
+    );
+    assert!(
+        mk.contains("\n\nDISTNAME="),
+        "DISTNAME starts a paragraph after the header comment"
+    );
 }
 
 #[test]
@@ -107,10 +142,22 @@ fn pkglint_comment_is_short_one_line_without_package_name() {
 #[test]
 fn pkglint_license_uses_pkgsrc_license_names() {
     // Names from pkgsrc/licenses/ (lower case, hyphenated).
-    let known = ["mit", "apache-2.0", "modified-bsd", "2-clause-bsd", "isc", "gnu-gpl-v2", "gnu-gpl-v3", "mpl-2.0"];
+    let known = [
+        "mit",
+        "apache-2.0",
+        "modified-bsd",
+        "2-clause-bsd",
+        "isc",
+        "gnu-gpl-v2",
+        "gnu-gpl-v3",
+        "mpl-2.0",
+    ];
     let v = make_vars(&pkgsrc("Makefile"));
     for lic in v["LICENSE"].split(" OR ").flat_map(|s| s.split(" AND ")) {
-        assert!(known.contains(&lic.trim()), "LICENSE {lic:?} is not a pkgsrc license name");
+        assert!(
+            known.contains(&lic.trim()),
+            "LICENSE {lic:?} is not a pkgsrc license name"
+        );
     }
     assert_eq!(v["LICENSE"], manifest().license_pkgsrc);
 }
@@ -120,7 +167,10 @@ fn pkglint_apache_module_framework() {
     let v = make_vars(&pkgsrc("Makefile"));
     assert_eq!(v["APACHE_MODULE"], "yes");
     assert_eq!(v["PKG_APACHE_ACCEPTED"], "apache24");
-    assert!(v["PKGNAME"].starts_with("${APACHE_PKG_PREFIX}-"), "PKGNAME must use APACHE_PKG_PREFIX");
+    assert!(
+        v["PKGNAME"].starts_with("${APACHE_PKG_PREFIX}-"),
+        "PKGNAME must use APACHE_PKG_PREFIX"
+    );
     assert_eq!(v["CATEGORIES"], "www");
 }
 
@@ -137,27 +187,46 @@ fn pkglint_include_order() {
             ".include \"../../mk/bsd.pkg.mk\""
         ]
     );
-    assert_eq!(mk.lines().last(), Some(".include \"../../mk/bsd.pkg.mk\""), "bsd.pkg.mk is included last");
+    assert_eq!(
+        mk.lines().last(),
+        Some(".include \"../../mk/bsd.pkg.mk\""),
+        "bsd.pkg.mk is included last"
+    );
 }
 
 #[test]
 fn pkglint_own_do_install_for_a_cdylib() {
     let mk = pkgsrc("Makefile");
-    assert!(mk.contains("\ndo-install:\n"), "cargo.mk's cargo install cannot install a cdylib");
+    assert!(
+        mk.contains("\ndo-install:\n"),
+        "cargo.mk's cargo install cannot install a cdylib"
+    );
     assert!(mk.contains("${INSTALL_LIB} ${WRKSRC}/target/release/libmod_dtprovider."));
     let v = make_vars(&mk);
     for d in ["lib/httpd", "lib/dtrace", "share/examples/${PKGBASE}"] {
-        assert!(v["INSTALLATION_DIRS"].split(' ').any(|x| x == d), "INSTALLATION_DIRS lacks {d}");
+        assert!(
+            v["INSTALLATION_DIRS"].split(' ').any(|x| x == d),
+            "INSTALLATION_DIRS lacks {d}"
+        );
     }
 }
 
 #[test]
 fn pkglint_cargo_depends_format() {
     let cd = pkgsrc("cargo-depends.mk");
-    let mut body = cd.lines().skip_while(|l| l.starts_with('#')).skip_while(|l| l.is_empty());
+    let mut body = cd
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .skip_while(|l| l.is_empty());
     for l in body.by_ref() {
-        let id = l.strip_prefix("CARGO_CRATE_DEPENDS+=\t").unwrap_or_else(|| panic!("bad line {l:?}"));
-        assert!(id.rsplit_once('-').is_some_and(|(_, v)| v.chars().next().unwrap().is_ascii_digit()), "{id}");
+        let id = l
+            .strip_prefix("CARGO_CRATE_DEPENDS+=\t")
+            .unwrap_or_else(|| panic!("bad line {l:?}"));
+        assert!(
+            id.rsplit_once('-')
+                .is_some_and(|(_, v)| v.chars().next().unwrap().is_ascii_digit()),
+            "{id}"
+        );
     }
 }
 
@@ -169,17 +238,31 @@ fn pkglint_plist_sorted_relative_with_pkgbase() {
     sorted.sort();
     assert_eq!(entries, sorted, "PLIST entries must be sorted");
     for e in &entries {
-        assert!(!e.starts_with('/'), "{e}: PLIST paths are relative to ${{PREFIX}}");
-        assert!(!e.contains("ap24-") && !e.contains("ap22-"), "{e}: use ${{PKGBASE}}, not a hard-coded prefix");
+        assert!(
+            !e.starts_with('/'),
+            "{e}: PLIST paths are relative to ${{PREFIX}}"
+        );
+        assert!(
+            !e.contains("ap24-") && !e.contains("ap22-"),
+            "{e}: use ${{PKGBASE}}, not a hard-coded prefix"
+        );
     }
-    assert!(entries.iter().any(|e| e.starts_with("share/examples/${PKGBASE}/")));
+    assert!(
+        entries
+            .iter()
+            .any(|e| e.starts_with("share/examples/${PKGBASE}/"))
+    );
 }
 
 #[test]
 fn pkglint_distinfo_layout() {
     let di = pkgsrc("distinfo");
     let lines: Vec<&str> = di.lines().collect();
-    assert_eq!(&lines[..2], ["$NetBSD$", ""], "distinfo starts with $NetBSD$ and a blank line");
+    assert_eq!(
+        &lines[..2],
+        ["$NetBSD$", ""],
+        "distinfo starts with $NetBSD$ and a blank line"
+    );
     let body = &lines[2..];
     assert_eq!(body.len() % 3, 0, "three lines per distfile");
     let mut names = Vec::new();
@@ -190,15 +273,26 @@ fn pkglint_distinfo_layout() {
             .unwrap_or_else(|| panic!("expected BLAKE2s line, got {:?}", chunk[0]))
             .0;
         let b = chunk[0].rsplit(" = ").next().unwrap();
-        assert!(b.len() == 64 && b.chars().all(|c| c.is_ascii_hexdigit()), "BLAKE2s of {name}");
-        let s = chunk[1].strip_prefix(&format!("SHA512 ({name}) = ")).expect("SHA512 second");
-        assert!(s.len() == 128 && s.chars().all(|c| c.is_ascii_hexdigit()), "SHA512 of {name}");
+        assert!(
+            b.len() == 64 && b.chars().all(|c| c.is_ascii_hexdigit()),
+            "BLAKE2s of {name}"
+        );
+        let s = chunk[1]
+            .strip_prefix(&format!("SHA512 ({name}) = "))
+            .expect("SHA512 second");
+        assert!(
+            s.len() == 128 && s.chars().all(|c| c.is_ascii_hexdigit()),
+            "SHA512 of {name}"
+        );
         let size = chunk[2]
             .strip_prefix(&format!("Size ({name}) = "))
             .and_then(|r| r.strip_suffix(" bytes"))
             .expect("`Size (f) = N bytes` third");
         assert!(size.parse::<u64>().is_ok());
-        assert!(!name.contains('/'), "{name}: crates have no DIST_SUBDIR in pkgsrc");
+        assert!(
+            !name.contains('/'),
+            "{name}: crates have no DIST_SUBDIR in pkgsrc"
+        );
         names.push(name.to_string());
     }
     let mut sorted = names.clone();
@@ -243,8 +337,17 @@ fn pkglint_no_hardcoded_prefix() {
 
 #[test]
 fn portlint_no_freebsd_rcs_id() {
-    for f in ["Makefile", "pkg-plist", "pkg-descr", "distinfo", "Makefile.crates"] {
-        assert!(!port(f).contains("$FreeBSD$"), "{f}: modern ports have no $FreeBSD$ line");
+    for f in [
+        "Makefile",
+        "pkg-plist",
+        "pkg-descr",
+        "distinfo",
+        "Makefile.crates",
+    ] {
+        assert!(
+            !port(f).contains("$FreeBSD$"),
+            "{f}: modern ports have no $FreeBSD$ line"
+        );
     }
 }
 
@@ -265,9 +368,17 @@ fn portlint_header_variable_order() {
     ];
     let pos: Vec<usize> = want
         .iter()
-        .map(|w| order.iter().position(|o| o == w).unwrap_or_else(|| panic!("Makefile lacks {w}")))
+        .map(|w| {
+            order
+                .iter()
+                .position(|o| o == w)
+                .unwrap_or_else(|| panic!("Makefile lacks {w}"))
+        })
         .collect();
-    assert!(pos.windows(2).all(|w| w[0] < w[1]), "header variables out of order: {order:?}");
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "header variables out of order: {order:?}"
+    );
     assert_eq!(order[0], "PORTNAME");
     // USES comes after the license block.
     assert!(order.iter().position(|o| o == "USES").unwrap() > pos[9]);
@@ -281,7 +392,10 @@ fn portlint_tab_after_assignment() {
                 continue;
             }
             if let Some(eq) = l.find('=') {
-                assert!(l[eq + 1..].starts_with('\t'), "{f}: `{l}`: use a tab after `=`");
+                assert!(
+                    l[eq + 1..].starts_with('\t'),
+                    "{f}: `{l}`: use a tab after `=`"
+                );
             }
         }
     }
@@ -298,24 +412,45 @@ fn portlint_comment_rules() {
 fn portlint_www_in_makefile_not_in_pkg_descr() {
     let v = make_vars(&port("Makefile"));
     assert!(v["WWW"].starts_with("https://"));
-    assert!(!port("pkg-descr").lines().any(|l| l.starts_with("WWW:")), "WWW: in pkg-descr is deprecated");
+    assert!(
+        !port("pkg-descr").lines().any(|l| l.starts_with("WWW:")),
+        "WWW: in pkg-descr is deprecated"
+    );
 }
 
 #[test]
 fn portlint_pkg_descr_length() {
     let d = port("pkg-descr");
     assert!(d.lines().count() <= 24, "pkg-descr over 24 lines");
-    assert!(d.lines().all(|l| l.len() <= 80), "pkg-descr line over 80 characters");
+    assert!(
+        d.lines().all(|l| l.len() <= 80),
+        "pkg-descr line over 80 characters"
+    );
 }
 
 #[test]
 fn portlint_license_known() {
-    let known = ["MIT", "APACHE20", "BSD2CLAUSE", "BSD3CLAUSE", "ISCL", "GPLv2", "GPLv3", "MPL20"];
+    let known = [
+        "MIT",
+        "APACHE20",
+        "BSD2CLAUSE",
+        "BSD3CLAUSE",
+        "ISCL",
+        "GPLv2",
+        "GPLv3",
+        "MPL20",
+    ];
     let v = make_vars(&port("Makefile"));
     for l in v["LICENSE"].split(' ') {
-        assert!(known.contains(&l), "LICENSE {l} unknown to Mk/bsd.licenses.db.mk");
+        assert!(
+            known.contains(&l),
+            "LICENSE {l} unknown to Mk/bsd.licenses.db.mk"
+        );
     }
-    assert_eq!(v["LICENSE_FILE"], format!("${{WRKSRC}}/{}", manifest().license_file));
+    assert_eq!(
+        v["LICENSE_FILE"],
+        format!("${{WRKSRC}}/{}", manifest().license_file)
+    );
     if v["LICENSE"].contains(' ') {
         assert_eq!(v.get("LICENSE_COMB").map(String::as_str), Some("dual"));
     }
@@ -326,53 +461,109 @@ fn portlint_apache_and_cargo_framework() {
     let v = make_vars(&port("Makefile"));
     assert_eq!(v["USES"], "apache:2.4+ cargo");
     assert_eq!(v["PKGNAMEPREFIX"], "${APACHE_PKGNAMEPREFIX}");
-    assert_eq!(v["CARGO_INSTALL"], "no", "cargo install cannot install a cdylib");
-    assert!(!v.contains_key("AP_FAST_BUILD") && !v.contains_key("AP_GENPLIST"), "AP_* helpers are for C modules");
+    assert_eq!(
+        v["CARGO_INSTALL"], "no",
+        "cargo install cannot install a cdylib"
+    );
+    assert!(
+        !v.contains_key("AP_FAST_BUILD") && !v.contains_key("AP_GENPLIST"),
+        "AP_* helpers are for C modules"
+    );
     assert_eq!(v["SUB_FILES"], "${APMOD_FILE} pkg-message");
     assert!(v["PLIST_SUB"].contains("APMOD_FILE=${APMOD_FILE}"));
     let apmod = &v["APMOD_FILE"];
     let (num, rest) = apmod.split_at(3);
-    assert!(num.chars().all(|c| c.is_ascii_digit()) && rest.starts_with('_') && rest.ends_with(".conf.sample"),
-        "modules.d files are NNN_name.conf (README_modules.d): {apmod}");
-    assert!(root().join(render::freebsd_dir(&manifest())).join("files").join(format!("{apmod}.in")).is_file());
-    assert!(root().join(render::freebsd_dir(&manifest())).join("files/pkg-message.in").is_file(),
-        "pkg-message is in SUB_FILES, so its source is files/pkg-message.in");
+    assert!(
+        num.chars().all(|c| c.is_ascii_digit())
+            && rest.starts_with('_')
+            && rest.ends_with(".conf.sample"),
+        "modules.d files are NNN_name.conf (README_modules.d): {apmod}"
+    );
+    assert!(
+        root()
+            .join(render::freebsd_dir(&manifest()))
+            .join("files")
+            .join(format!("{apmod}.in"))
+            .is_file()
+    );
+    assert!(
+        root()
+            .join(render::freebsd_dir(&manifest()))
+            .join("files/pkg-message.in")
+            .is_file(),
+        "pkg-message is in SUB_FILES, so its source is files/pkg-message.in"
+    );
 }
 
 #[test]
 fn portlint_distinfo_timestamp_sha256_size() {
     let di = port("distinfo");
     let lines: Vec<&str> = di.lines().collect();
-    let ts = lines[0].strip_prefix("TIMESTAMP = ").expect("TIMESTAMP first");
+    let ts = lines[0]
+        .strip_prefix("TIMESTAMP = ")
+        .expect("TIMESTAMP first");
     assert!(ts.parse::<u64>().is_ok());
     let body = &lines[1..];
     assert_eq!(body.len() % 2, 0);
     for chunk in body.chunks(2) {
-        let name = chunk[0].strip_prefix("SHA256 (").and_then(|r| r.split_once(") = ")).expect("SHA256 line").0;
+        let name = chunk[0]
+            .strip_prefix("SHA256 (")
+            .and_then(|r| r.split_once(") = "))
+            .expect("SHA256 line")
+            .0;
         let h = chunk[0].rsplit(" = ").next().unwrap();
         assert!(h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
-        let size = chunk[1].strip_prefix(&format!("SIZE ({name}) = ")).expect("SIZE after SHA256");
-        assert!(size.parse::<u64>().is_ok(), "SIZE has no `bytes` suffix: {size}");
+        let size = chunk[1]
+            .strip_prefix(&format!("SIZE ({name}) = "))
+            .expect("SIZE after SHA256");
+        assert!(
+            size.parse::<u64>().is_ok(),
+            "SIZE has no `bytes` suffix: {size}"
+        );
         if name.ends_with(".crate") {
-            assert!(name.starts_with("rust/crates/"), "{name}: crates live in CARGO_DIST_SUBDIR rust/crates");
+            assert!(
+                name.starts_with("rust/crates/"),
+                "{name}: crates live in CARGO_DIST_SUBDIR rust/crates"
+            );
         }
     }
-    assert!(body[0].starts_with(&format!("SHA256 ({}) = ", manifest().tarball_name())), "the distfile comes first");
+    assert!(
+        body[0].starts_with(&format!("SHA256 ({}) = ", manifest().tarball_name())),
+        "the distfile comes first"
+    );
 }
 
 #[test]
 fn portlint_plist_uses_plist_sub_and_no_pkg_message() {
     let pl = port("pkg-plist");
     for l in pl.lines().filter(|l| !l.starts_with("@comment")) {
-        assert!(!l.starts_with('/'), "{l}: plist paths are relative to PREFIX");
-        for bad in ["libexec/apache24", "etc/apache24", "/usr/local", "share/examples/mod_dtprovider"] {
-            assert!(!l.contains(bad), "{l}: use %%PLIST_SUB%% variables instead of {bad}");
+        assert!(
+            !l.starts_with('/'),
+            "{l}: plist paths are relative to PREFIX"
+        );
+        for bad in [
+            "libexec/apache24",
+            "etc/apache24",
+            "/usr/local",
+            "share/examples/mod_dtprovider",
+        ] {
+            assert!(
+                !l.contains(bad),
+                "{l}: use %%PLIST_SUB%% variables instead of {bad}"
+            );
         }
-        assert!(!l.contains("pkg-message"), "pkg-message is not listed in the plist");
+        assert!(
+            !l.contains("pkg-message"),
+            "pkg-message is not listed in the plist"
+        );
     }
     assert!(pl.contains("@sample %%APACHEETCDIR%%/modules.d/%%APMOD_FILE%%\n"));
     assert!(pl.contains("%%APACHEMODDIR%%/mod_dtprovider.so\n"));
-    assert!(pl.lines().filter(|l| l.contains("%%EXAMPLESDIR%%")).all(|l| l.starts_with("%%PORTEXAMPLES%%")));
+    assert!(
+        pl.lines()
+            .filter(|l| l.contains("%%EXAMPLESDIR%%"))
+            .all(|l| l.starts_with("%%PORTEXAMPLES%%"))
+    );
 }
 
 #[test]
@@ -382,7 +573,10 @@ fn portlint_pkg_message_is_ucl() {
     assert!(pm.trim_end().ends_with(']'));
     assert!(pm.contains("{ type: install\n  message: <<EOM\n"));
     assert_eq!(pm.matches("\nEOM\n").count(), 1);
-    assert!(!pm.contains("====="), "no decorative lines (Porter's Handbook)");
+    assert!(
+        !pm.contains("====="),
+        "no decorative lines (Porter's Handbook)"
+    );
     assert!(pm.contains("dtrace -L %%PREFIX%%/lib/dtrace -s %%EXAMPLESDIR%%/"));
 }
 
@@ -390,7 +584,10 @@ fn portlint_pkg_message_is_ucl() {
 fn portlint_no_hardcoded_prefix() {
     for f in ["Makefile", "pkg-plist", "files/pkg-message.in"] {
         let t = port(f);
-        assert!(!t.contains("/usr/local"), "{f} hard-codes /usr/local; use ${{PREFIX}} / %%PREFIX%%");
+        assert!(
+            !t.contains("/usr/local"),
+            "{f} hard-codes /usr/local; use ${{PREFIX}} / %%PREFIX%%"
+        );
     }
     let conf = port(&format!("files/{}.in", render::apmod_file(&manifest())));
     assert!(conf.contains("## PROVIDE: mod_dtprovider"));
@@ -400,11 +597,17 @@ fn portlint_no_hardcoded_prefix() {
 #[test]
 fn portlint_makefile_crates_format() {
     let mc = port("Makefile.crates");
-    let body: Vec<&str> = mc.lines().skip_while(|l| l.starts_with('#') || l.is_empty()).collect();
+    let body: Vec<&str> = mc
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.is_empty())
+        .collect();
     assert!(body[0].starts_with("CARGO_CRATES=\t"));
     for (i, l) in body.iter().enumerate() {
         if i > 0 {
-            assert!(l.starts_with("\t\t"), "continuation lines are indented with two tabs: {l:?}");
+            assert!(
+                l.starts_with("\t\t"),
+                "continuation lines are indented with two tabs: {l:?}"
+            );
         }
         assert_eq!(l.ends_with(" \\"), i + 1 < body.len(), "line {l:?}");
     }
@@ -424,23 +627,43 @@ fn formula_str(key: &str) -> String {
 #[test]
 fn brew_audit_desc_rules() {
     let d = formula_str("desc");
-    let p = summary_problems(&d, 80, &["mod_dtprovider", "mod-dtprovider", "moddtprovider"]);
+    let p = summary_problems(
+        &d,
+        80,
+        &["mod_dtprovider", "mod-dtprovider", "moddtprovider"],
+    );
     assert!(p.is_empty(), "desc {d:?}: {p:?}");
     assert!(!d.contains("command line"), "write command-line");
 }
 
 #[test]
 fn brew_audit_license_is_spdx() {
-    let known = ["MIT", "Apache-2.0", "BSD-2-Clause", "BSD-3-Clause", "ISC", "MPL-2.0", "GPL-2.0-only", "GPL-3.0-only"];
+    let known = [
+        "MIT",
+        "Apache-2.0",
+        "BSD-2-Clause",
+        "BSD-3-Clause",
+        "ISC",
+        "MPL-2.0",
+        "GPL-2.0-only",
+        "GPL-3.0-only",
+    ];
     let l = formula_str("license");
-    assert!(known.contains(&l.as_str()), "license {l} is not a (non-deprecated) SPDX id");
+    assert!(
+        known.contains(&l.as_str()),
+        "license {l} is not a (non-deprecated) SPDX id"
+    );
     assert_eq!(l, manifest().license_spdx);
 }
 
 #[test]
 fn brew_audit_checksum_sha256() {
     let s = formula_str("sha256");
-    assert!(s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+    assert!(
+        s.len() == 64
+            && s.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    );
     assert!(!formula().contains("md5") && !formula().contains("sha1 "));
 }
 
@@ -448,15 +671,24 @@ fn brew_audit_checksum_sha256() {
 fn brew_audit_urls_https_and_immutable() {
     let url = formula_str("url");
     assert!(url.starts_with("https://"), "{url}");
-    assert!(url.ends_with(&manifest().tarball_name()), "url must be the versioned release tarball: {url}");
+    assert!(
+        url.ends_with(&manifest().tarball_name()),
+        "url must be the versioned release tarball: {url}"
+    );
     assert!(formula_str("homepage").starts_with("https://"));
 }
 
 #[test]
 fn brew_audit_test_present() {
     let f = formula();
-    assert!(f.contains("\n  test do\n"), "A `test do` test block should be added");
-    assert!(f.contains("httpd -M"), "the test makes httpd load the module");
+    assert!(
+        f.contains("\n  test do\n"),
+        "A `test do` test block should be added"
+    );
+    assert!(
+        f.contains("httpd -M"),
+        "the test makes httpd load the module"
+    );
     assert!(f.contains("assert_match \"dtprovider_module (shared)\""));
 }
 
@@ -464,18 +696,32 @@ fn brew_audit_test_present() {
 fn brew_audit_fully_scoped_test_system_calls() {
     let f = formula();
     let test = &f[f.find("\n  test do\n").unwrap()..];
-    for l in test.lines().filter(|l| l.contains("system ") || l.contains("shell_output(")) {
-        assert!(l.contains("#{Formula[") || l.contains("#{bin}") || l.contains("opt_bin"),
-            "Fully scope test `system` calls: {l}");
+    for l in test
+        .lines()
+        .filter(|l| l.contains("system ") || l.contains("shell_output("))
+    {
+        assert!(
+            l.contains("#{Formula[") || l.contains("#{bin}") || l.contains("opt_bin"),
+            "Fully scope test `system` calls: {l}"
+        );
     }
 }
 
 #[test]
 fn brew_audit_cargo_build_needs_lib() {
     let f = formula();
-    for l in f.lines().filter(|l| l.contains("system \"cargo\", \"build\"")) {
-        assert!(l.contains("\"--lib\""), "text cop: use cargo install unless --lib: {l}");
-        assert!(l.contains("\"--locked\""), "dependencies must be locked: {l}");
+    for l in f
+        .lines()
+        .filter(|l| l.contains("system \"cargo\", \"build\""))
+    {
+        assert!(
+            l.contains("\"--lib\""),
+            "text cop: use cargo install unless --lib: {l}"
+        );
+        assert!(
+            l.contains("\"--locked\""),
+            "dependencies must be locked: {l}"
+        );
     }
 }
 
@@ -488,7 +734,9 @@ fn brew_audit_caveats_without_conditionals() {
     for bad in [" if ", " unless ", " else", "\x1b[", "setuid"] {
         assert!(!cav.contains(bad), "caveats contain {bad:?}");
     }
-    assert!(cav.contains("LoadModule dtprovider_module #{opt_lib}/httpd/modules/mod_dtprovider.so"));
+    assert!(
+        cav.contains("LoadModule dtprovider_module #{opt_lib}/httpd/modules/mod_dtprovider.so")
+    );
     assert!(cav.contains("dtrace -L #{HOMEBREW_PREFIX}/lib/dtrace -s "));
 }
 
@@ -510,7 +758,10 @@ fn brew_audit_component_order() {
         "\n  test do",
     ];
     let pos: Vec<usize> = order.iter().map(|s| idx(s)).collect();
-    assert!(pos.windows(2).all(|w| w[0] < w[1]), "component order: {order:?}");
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "component order: {order:?}"
+    );
     assert!(!f.contains("bottle do"), "no bottle block in a new formula");
 }
 
@@ -518,7 +769,10 @@ fn brew_audit_component_order() {
 fn brew_audit_formula_name_and_class() {
     let m = manifest();
     let name = &m.homebrew_formula;
-    assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'));
+    assert!(
+        name.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+    );
     assert!(!name.contains("--") && !name.starts_with('-') && !name.ends_with('-'));
     assert!(formula().contains("\nclass ModDtprovider < Formula\n"));
     assert!(render::formula_path(&m).ends_with(&format!("Formula/{name}.rb")));
@@ -527,7 +781,10 @@ fn brew_audit_formula_name_and_class() {
 #[test]
 fn brew_module_links_with_undefined_dynamic_lookup() {
     let f = formula();
-    assert!(f.contains("-undefined") && f.contains("dynamic_lookup"), "the macOS link flag a module needs");
+    assert!(
+        f.contains("-undefined") && f.contains("dynamic_lookup"),
+        "the macOS link flag a module needs"
+    );
     assert!(f.contains("#{shared_library(\"libmod_dtprovider\")}\" => \"mod_dtprovider.so\""));
 }
 
@@ -541,10 +798,19 @@ fn brew_no_hardcoded_prefix() {
 
 #[test]
 fn ruby_c_syntax_check() {
-    if !require(which("ruby").is_some(), "ruby is not installed (apt-get install ruby)", "ruby_c_syntax_check") {
+    if !require(
+        which("ruby").is_some(),
+        "ruby is not installed (apt-get install ruby)",
+        "ruby_c_syntax_check",
+    ) {
         return;
     }
-    let out = run(Command::new("ruby").arg("-c").arg(root().join(render::formula_path(&manifest()))), "ruby -c");
+    let out = run(
+        Command::new("ruby")
+            .arg("-c")
+            .arg(root().join(render::formula_path(&manifest()))),
+        "ruby -c",
+    );
     assert!(stdout(&out).contains("Syntax OK"));
 }
 
@@ -552,25 +818,56 @@ fn ruby_c_syntax_check() {
 
 fn deb_meta() -> toml::Table {
     let c: toml::Table = read("Cargo.toml").parse().expect("Cargo.toml parses");
-    c["package"]["metadata"]["deb"].as_table().expect("[package.metadata.deb]").clone()
+    c["package"]["metadata"]["deb"]
+        .as_table()
+        .expect("[package.metadata.deb]")
+        .clone()
 }
 
 #[test]
 fn debian_metadata_policy_fields() {
     let d = deb_meta();
-    assert_eq!(d["name"].as_str(), Some("libapache2-mod-dtprovider"), "libapache2-mod-<name>");
+    assert_eq!(
+        d["name"].as_str(),
+        Some("libapache2-mod-dtprovider"),
+        "libapache2-mod-<name>"
+    );
     assert_eq!(d["section"].as_str(), Some("httpd"));
-    assert_eq!(d["depends"].as_str(), Some("$auto, apache2-api-20120211, apache2-bin (>= 2.4.16)"));
+    assert_eq!(
+        d["depends"].as_str(),
+        Some("$auto, apache2-api-20120211, apache2-bin (>= 2.4.16)")
+    );
     let deps = d["depends"].as_str().unwrap();
-    assert!(!deps.split(',').any(|x| x.trim() == "apache2"), "a module must not depend on apache2");
-    assert_eq!(d["maintainer-scripts"].as_str(), Some("debian/maintscripts/"));
-    assert!(d.get("multiarch").is_none(), "multiarch would move the module out of usr/lib/apache2/modules");
+    assert!(
+        !deps.split(',').any(|x| x.trim() == "apache2"),
+        "a module must not depend on apache2"
+    );
+    assert_eq!(
+        d["maintainer-scripts"].as_str(),
+        Some("debian/maintscripts/")
+    );
+    assert!(
+        d.get("multiarch").is_none(),
+        "multiarch would move the module out of usr/lib/apache2/modules"
+    );
     let m = d["maintainer"].as_str().unwrap();
-    assert!(m.contains('<') && m.ends_with('>'), "Maintainer is `Name <email>`");
+    assert!(
+        m.contains('<') && m.ends_with('>'),
+        "Maintainer is `Name <email>`"
+    );
     let assets = d["assets"].as_array().unwrap();
-    let find = |dest: &str| assets.iter().find(|a| a[1].as_str() == Some(dest)).unwrap_or_else(|| panic!("no asset {dest}"));
+    let find = |dest: &str| {
+        assets
+            .iter()
+            .find(|a| a[1].as_str() == Some(dest))
+            .unwrap_or_else(|| panic!("no asset {dest}"))
+    };
     let module = find("usr/lib/apache2/modules/mod_dtprovider.so");
-    assert_eq!(module[0].as_str(), Some("target/release/libmod_dtprovider.so"), "literal target/release/ prefix");
+    assert_eq!(
+        module[0].as_str(),
+        Some("target/release/libmod_dtprovider.so"),
+        "literal target/release/ prefix"
+    );
     assert_eq!(module[2].as_str(), Some("644"), "stock modules are 0644");
     find("etc/apache2/mods-available/dtprovider.load");
     find("usr/lib/dtrace/httpd.d");
@@ -578,31 +875,56 @@ fn debian_metadata_policy_fields() {
 
 #[test]
 fn debian_load_file_is_only_the_loadmodule_line() {
-    assert_eq!(read("debian/dtprovider.load"), "LoadModule dtprovider_module /usr/lib/apache2/modules/mod_dtprovider.so\n");
+    assert_eq!(
+        read("debian/dtprovider.load"),
+        "LoadModule dtprovider_module /usr/lib/apache2/modules/mod_dtprovider.so\n"
+    );
 }
 
 #[test]
 fn debian_maintscripts_use_the_helper() {
     for (script, verb, guard) in [
         ("postinst", "enmod", None),
-        ("prerm", "dismod", Some("[ \"$1\" = \"remove\" ] || [ \"$1\" = \"deconfigure\" ]")),
+        (
+            "prerm",
+            "dismod",
+            Some("[ \"$1\" = \"remove\" ] || [ \"$1\" = \"deconfigure\" ]"),
+        ),
         ("postrm", "dismod", Some("[ \"$1\" = \"purge\" ]")),
     ] {
         let path = root().join("debian/maintscripts").join(script);
         let t = read(&format!("debian/maintscripts/{script}"));
         assert!(t.starts_with("#!/bin/sh\n"), "{script}: #!/bin/sh");
         assert!(t.contains("\nset -e\n"), "{script}: set -e");
-        assert!(t.contains("if [ -e /usr/share/apache2/apache2-maintscript-helper ]; then\n"),
-            "{script}: source the helper only if it exists");
-        assert!(t.contains(&format!("apache2_invoke {verb} dtprovider")), "{script}: apache2_invoke {verb}");
-        let code: String = t.lines().filter(|l| !l.trim_start().starts_with('#')).collect::<Vec<_>>().join("\n");
-        assert!(!code.contains("a2enmod") && !code.contains("a2dismod"), "{script}: never call a2enmod/a2dismod directly");
-        assert!(!code.contains("#DEBHELPER#"), "{script}: cargo-deb does not substitute #DEBHELPER#");
+        assert!(
+            t.contains("if [ -e /usr/share/apache2/apache2-maintscript-helper ]; then\n"),
+            "{script}: source the helper only if it exists"
+        );
+        assert!(
+            t.contains(&format!("apache2_invoke {verb} dtprovider")),
+            "{script}: apache2_invoke {verb}"
+        );
+        let code: String = t
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            !code.contains("a2enmod") && !code.contains("a2dismod"),
+            "{script}: never call a2enmod/a2dismod directly"
+        );
+        assert!(
+            !code.contains("#DEBHELPER#"),
+            "{script}: cargo-deb does not substitute #DEBHELPER#"
+        );
         if let Some(g) = guard {
             assert!(t.contains(g), "{script}: runs only for {g}");
         }
         use std::os::unix::fs::PermissionsExt;
-        assert!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0, "{script} is executable");
+        assert!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o111 != 0,
+            "{script} is executable"
+        );
         run(Command::new("sh").arg("-n").arg(&path), "sh -n");
     }
 }
@@ -614,16 +936,37 @@ fn every_install_message_shows_how_to_run_an_example() {
     let m = manifest();
     let ex = m.message_example_name();
     let cases = [
-        (pkgsrc("MESSAGE"), format!("dtrace -L ${{PREFIX}}/lib/dtrace -s ${{PREFIX}}/share/examples/${{PKGBASE}}/{ex}")),
-        (port("files/pkg-message.in"), format!("dtrace -L %%PREFIX%%/lib/dtrace -s %%EXAMPLESDIR%%/{ex}")),
-        (formula(), format!("sudo dtrace -L #{{HOMEBREW_PREFIX}}/lib/dtrace -s #{{opt_pkgshare}}/examples/{ex}")),
-        (read("debian/README.Debian"), format!("dtrace -L /usr/lib/dtrace \\\n    -s /usr/share/doc/libapache2-mod-dtprovider/examples/{ex}")),
+        (
+            pkgsrc("MESSAGE"),
+            format!(
+                "dtrace -L ${{PREFIX}}/lib/dtrace -s ${{PREFIX}}/share/examples/${{PKGBASE}}/{ex}"
+            ),
+        ),
+        (
+            port("files/pkg-message.in"),
+            format!("dtrace -L %%PREFIX%%/lib/dtrace -s %%EXAMPLESDIR%%/{ex}"),
+        ),
+        (
+            formula(),
+            format!(
+                "sudo dtrace -L #{{HOMEBREW_PREFIX}}/lib/dtrace -s #{{opt_pkgshare}}/examples/{ex}"
+            ),
+        ),
+        (
+            read("debian/README.Debian"),
+            format!(
+                "dtrace -L /usr/lib/dtrace \\\n    -s /usr/share/doc/libapache2-mod-dtprovider/examples/{ex}"
+            ),
+        ),
     ];
     for (text, want) in cases {
         assert!(text.contains(&want), "message lacks `{want}`:\n{text}");
     }
     assert!(pkgsrc("MESSAGE").contains("LoadModule dtprovider_module "));
-    assert!(port(&format!("files/{}.in", render::apmod_file(&m))).contains("LoadModule dtprovider_module "));
+    assert!(
+        port(&format!("files/{}.in", render::apmod_file(&m)))
+            .contains("LoadModule dtprovider_module ")
+    );
     assert!(formula().contains("LoadModule dtprovider_module "));
     assert!(read("debian/dtprovider.load").contains("LoadModule dtprovider_module "));
 }

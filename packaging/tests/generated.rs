@@ -31,18 +31,42 @@ fn generated_files_say_they_are_generated_and_by_what() {
         format!("{}/distinfo", render::freebsd_dir(&m)),
         format!("{}/pkg-descr", render::freebsd_dir(&m)),
     ];
+    let changelog = render::CHANGELOG_DEBIAN.to_string();
     for (path, content) in &g.files {
         let head: String = if path == "Cargo.toml" {
-            content[content.find(render::DEB_BEGIN).expect("generated block")..].lines().next().unwrap().to_string()
+            content[content.find(render::DEB_BEGIN).expect("generated block")..]
+                .lines()
+                .next()
+                .unwrap()
+                .to_string()
         } else {
             content.lines().take(6).collect::<Vec<_>>().join("\n")
         };
+        if *path == changelog {
+            let block = &g.files["Cargo.toml"];
+            let block = &block[block.find(render::DEB_BEGIN).unwrap()..];
+            assert!(
+                block
+                    .lines()
+                    .take(3)
+                    .any(|l| l.starts_with('#') && l.contains(&changelog)),
+                "{path} has no comment syntax; the generated block of Cargo.toml must name it"
+            );
+            continue;
+        }
         if plain.contains(path) {
             let dir = path.rsplit_once('/').unwrap().0;
-            let mk = g.files.get(&format!("{dir}/Makefile")).expect("Makefile beside it");
+            let mk = g
+                .files
+                .get(&format!("{dir}/Makefile"))
+                .expect("Makefile beside it");
             let name = path.rsplit('/').next().unwrap();
-            assert!(mk.lines().take(6).any(|l| l.starts_with('#') && l.contains(name)),
-                "{path} has no comment syntax; its Makefile's header must name it");
+            assert!(
+                mk.lines()
+                    .take(6)
+                    .any(|l| l.starts_with('#') && l.contains(name)),
+                "{path} has no comment syntax; its Makefile's header must name it"
+            );
             continue;
         }
         assert!(
@@ -55,7 +79,13 @@ fn generated_files_say_they_are_generated_and_by_what() {
 
 /// Copies the tracked files (as they are in the work tree) into a fresh git repository.
 fn copy_checkout(dst: &std::path::Path) {
-    let out = run(Command::new("git").arg("-C").arg(root()).args(["ls-files", "-z"]), "git ls-files");
+    let out = run(
+        Command::new("git")
+            .arg("-C")
+            .arg(root())
+            .args(["ls-files", "-z"]),
+        "git ls-files",
+    );
     for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
         let p = String::from_utf8_lossy(p).into_owned();
         let from = root().join(&p);
@@ -78,7 +108,11 @@ fn copy_checkout(dst: &std::path::Path) {
     }
     let git = |args: &[&str]| {
         run(
-            Command::new("git").arg("-C").arg(dst).args(["-c", "user.name=t", "-c", "user.email=t@localhost"]).args(args),
+            Command::new("git")
+                .arg("-C")
+                .arg(dst)
+                .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
+                .args(args),
             "git in the copy",
         )
     };
@@ -103,7 +137,11 @@ fn check_fails_naming_the_drifted_file() {
     };
     assert!(regen(false).status.success(), "generate in the copy");
     let ok = regen(true);
-    assert!(ok.status.success(), "check right after generate: {}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "check right after generate: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 
     let m = manifest();
     // 1. An edited recipe.
@@ -128,13 +166,22 @@ fn check_fails_naming_the_drifted_file() {
         &format!("{}/distinfo", render::freebsd_dir(&m)),
         &render::formula_path(&m),
     ] {
-        assert!(err.contains(name), "check output does not name {name}:\n{err}");
+        assert!(
+            err.contains(name),
+            "check output does not name {name}:\n{err}"
+        );
     }
 
     // 4. A new, unlisted example is an error (it would silently go unpackaged).
     assert!(regen(false).status.success());
     std::fs::write(repo.join("examples/http-new.bt"), "x\n").unwrap();
-    run(Command::new("git").arg("-C").arg(&repo).args(["add", "examples/http-new.bt"]), "git add");
+    run(
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["add", "examples/http-new.bt"]),
+        "git add",
+    );
     let e = regen(true);
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("examples/http-new.bt"));

@@ -32,7 +32,9 @@ pub fn read(rel: &str) -> String {
 }
 
 pub fn in_ci() -> bool {
-    std::env::var("CI").map(|v| !v.is_empty() && v != "false" && v != "0").unwrap_or(false)
+    std::env::var("CI")
+        .map(|v| !v.is_empty() && v != "false" && v != "0")
+        .unwrap_or(false)
 }
 
 /// Whether a prerequisite is there. Missing: FAIL under CI=true, otherwise a loud skip.
@@ -66,12 +68,18 @@ pub fn which(tool: &str) -> Option<PathBuf> {
 }
 
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
 }
 
 /// Runs a command, panicking with its output if it fails.
 pub fn run(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
     if !out.status.success() {
         panic!(
             "{what}: {cmd:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
@@ -196,10 +204,18 @@ pub fn make_var_order(text: &str) -> Vec<String> {
 
 /// The example scripts git tracks under examples/ (the ones every recipe must install).
 pub fn tracked_examples() -> Vec<String> {
-    let out = run(Command::new("git").arg("-C").arg(root()).args(["ls-files", "examples"]), "git ls-files");
+    let out = run(
+        Command::new("git")
+            .arg("-C")
+            .arg(root())
+            .args(["ls-files", "examples"]),
+        "git ls-files",
+    );
     let mut v: Vec<String> = stdout(&out)
         .lines()
-        .filter(|p| (p.ends_with(".d") || p.ends_with(".bt")) && !p["examples/".len()..].contains('/'))
+        .filter(|p| {
+            (p.ends_with(".d") || p.ends_with(".bt")) && !p["examples/".len()..].contains('/')
+        })
         .map(|p| p["examples/".len()..].to_string())
         .collect();
     v.sort();
@@ -212,12 +228,21 @@ pub fn dist_and_unpack(tmp: &Path) -> (PathBuf, PathBuf) {
     let m = manifest();
     let out = tmp.join("dist");
     run(
-        Command::new(env!("CARGO_BIN_EXE_packaging")).args(["dist", "--out"]).arg(&out),
+        Command::new(env!("CARGO_BIN_EXE_packaging"))
+            .args(["dist", "--out"])
+            .arg(&out),
         "packaging dist",
     );
     let tarball = out.join(m.tarball_name());
     let work = tmp.join("work");
     std::fs::create_dir_all(&work).unwrap();
-    run(Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&work), "tar -x");
+    run(
+        Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&work),
+        "tar -x",
+    );
     (tarball, work.join(m.distname()))
 }
