@@ -790,7 +790,7 @@ fn debian_package_builds_installs_traces_and_purges() {
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     let want_done = format!("DONE {uri} 200");
-    while !lines.iter().any(|l| *l == want_done) && Instant::now() < deadline {
+    while !lines.contains(&want_done) && Instant::now() < deadline {
         if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
             lines.push(l);
         }

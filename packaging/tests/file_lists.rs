@@ -175,9 +175,8 @@ fn deb_list() -> Vec<String> {
 #[test]
 fn all_recipes_list_the_same_files() {
     let want = expected();
-    let m = manifest();
-    let apmod = render::apmod_file(&m);
-    let cases: Vec<(&str, Vec<String>, [&str; 3], Vec<String>)> = vec![
+    type Case = (&'static str, Vec<String>, [&'static str; 3], Vec<String>);
+    let cases: Vec<Case> = vec![
         ("pkgsrc PLIST", pkgsrc_list(), PKGSRC_DIRS, vec![]),
         (
             "FreeBSD pkg-plist",
