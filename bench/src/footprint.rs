@@ -1,4 +1,4 @@
-//! 5. Footprint: the module file as built and fully stripped (its probe notes kept), and the
+//! Section 5, footprint: the module file as built and fully stripped (its probe notes kept), and the
 //! resident memory a prefork Apache child gains from loading it.
 
 use crate::util::{self, R, Site};

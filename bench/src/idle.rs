@@ -1,4 +1,4 @@
-//! 1. Idle cost in instructions per request: callgrind over `apache2 -X` (prefork), counting
+//! Section 1, idle cost in instructions per request: callgrind over `apache2 -X` (prefork), counting
 //! only inside `ap_process_connection`, with a dump after every connection. Each pair of
 //! keep-alive connections of N and 2N requests of the fixed mix gives one figure,
 //! (I(2N) - I(N)) / N, which cancels connection setup and teardown; the pairs' spread is the
@@ -19,6 +19,8 @@ pub struct Variant {
     pub name: &'static str,
     pub what: &'static str,
     pub extra: Vec<String>,
+    /// The shared object whose own instructions are attributed separately (the hooks).
+    pub object: Option<PathBuf>,
 }
 
 pub struct IdleResult {
@@ -26,6 +28,8 @@ pub struct IdleResult {
     pub what: &'static str,
     /// Instructions per request, one figure per pair.
     pub per_pair: Vec<f64>,
+    /// Instructions per request executed inside `object` itself (its hook functions), per pair.
+    pub own_per_pair: Vec<f64>,
 }
 
 impl IdleResult {
@@ -44,11 +48,13 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> 
             name: "none",
             what: "Apache without the module",
             extra: vec![],
+            object: None,
         },
         Variant {
             name: "floor",
             what: "C floor module (2 hooks, 16-bit flag each)",
             extra: vec![format!("LoadModule dtfloor_module {}", floor_so.display())],
+            object: Some(floor_so.to_path_buf()),
         },
         Variant {
             name: "module",
@@ -57,6 +63,7 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> 
                 "LoadModule dtprovider_module {}",
                 module_so.display()
             )],
+            object: Some(module_so.to_path_buf()),
         },
         Variant {
             name: "accesslog",
@@ -66,6 +73,7 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> 
                     .into(),
                 format!("CustomLog {} timed", log.display()),
             ],
+            object: None,
         },
     ]
 }
@@ -116,7 +124,7 @@ fn drive(site: &Site, cg: &Path, sz: &Sizes, v: &Variant) -> R<IdleResult> {
     // The probe connection above is dumped too; from here on, one dump per connection.
     util::wait_for("the first callgrind dump", 60, || !dumps(cg).is_empty())?;
     let mut seen = dumps(cg).len();
-    let mut connection = |n: usize| -> R<u64> {
+    let mut connection = |n: usize| -> R<(u64, u64)> {
         util::keepalive_mix(site.port, n)?;
         util::wait_for("a callgrind dump after the connection", 120, || {
             dumps(cg).len() > seen
@@ -126,22 +134,37 @@ fn drive(site: &Site, cg: &Path, sz: &Sizes, v: &Variant) -> R<IdleResult> {
             return Err(format!("expected one new dump, found {}", all.len() - seen));
         }
         seen = all.len();
-        read_total(all.last().unwrap())
+        let dump = all.last().unwrap();
+        let total = read_total(dump)?;
+        let own = match &v.object {
+            Some(o) => object_total(dump, o)?,
+            None => 0,
+        };
+        Ok((total, own))
     };
     connection(sz.warmup)?;
     let mut per_pair = Vec::new();
+    let mut own_per_pair = Vec::new();
     for _ in 0..sz.pairs {
-        let one = connection(sz.n)?;
-        let two = connection(2 * sz.n)?;
+        let (one, own1) = connection(sz.n)?;
+        let (two, own2) = connection(2 * sz.n)?;
         if two <= one {
             return Err(format!("2N connection counted {two} <= N connection {one}"));
         }
         per_pair.push((two - one) as f64 / sz.n as f64);
+        own_per_pair.push((own2 as f64 - own1 as f64) / sz.n as f64);
+    }
+    if v.object.is_some() && own_per_pair.iter().all(|&x| x <= 0.0) {
+        return Err(format!(
+            "callgrind attributed no instructions to {:?}",
+            v.object
+        ));
     }
     Ok(IdleResult {
         name: v.name,
         what: v.what,
         per_pair,
+        own_per_pair,
     })
 }
 
@@ -172,6 +195,28 @@ fn read_total(p: &Path) -> R<u64> {
         .find_map(|l| l.strip_prefix("totals:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .ok_or_else(|| format!("no totals in {}", p.display()))
+}
+
+/// Instructions executed inside the shared object `object` (exclusive cost of its functions),
+/// as `callgrind_annotate` attributes them.
+fn object_total(dump: &Path, object: &Path) -> R<u64> {
+    let out = util::run(
+        Command::new("callgrind_annotate")
+            .args(["--threshold=100", "--inclusive=no"])
+            .arg(dump),
+    )?;
+    let tag = format!("[{}]", object.display());
+    Ok(out
+        .lines()
+        .filter(|l| l.trim_end().ends_with(&tag))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .next()?
+                .replace(',', "")
+                .parse::<u64>()
+                .ok()
+        })
+        .sum())
 }
 
 fn tail(s: &str, n: usize) -> String {

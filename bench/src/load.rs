@@ -1,4 +1,4 @@
-//! 4. Event fidelity under load: wrk at saturation against an event-MPM Apache with the module
+//! Section 4, event fidelity under load: wrk at saturation against an event-MPM Apache with the module
 //! and an access log, alternating untraced and traced runs. In every traced run bpftrace's
 //! request-done count must equal the access-log lines written during it; throughput traced vs
 //! untraced is reported per pair.

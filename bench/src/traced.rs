@@ -1,4 +1,4 @@
-//! 2 and 3. Traced cost and allocations: `bench/c/harness.c` drives the module's hooks and a
+//! Sections 2 and 3, traced cost and allocations: `bench/c/harness.c` drives the module's hooks and a
 //! floor library's hooks (one bare empty USDT probe each) over a realistic request, in
 //! alternating rounds, first with nobody tracing, then with bpftrace counting all four probes.
 
