@@ -187,6 +187,8 @@ pub struct ApacheOpts {
     pub h2c: bool,
     /// Extra configuration lines appended at the end.
     pub extra: String,
+    /// Extra environment variables for the apache2 process.
+    pub env: Vec<(String, String)>,
 }
 
 impl ApacheOpts {
@@ -197,6 +199,7 @@ impl ApacheOpts {
             ipv6: true,
             h2c: mpm != Mpm::Prefork,
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -344,6 +347,7 @@ impl Apache {
     pub fn launch(mut self) -> Apache {
         let out = Command::new("apache2")
             .args(["-f", self.conf_path().to_str().unwrap(), "-k", "start"])
+            .envs(self.opts.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run apache2");
         assert!(
