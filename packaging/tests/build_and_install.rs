@@ -24,7 +24,6 @@ use common::*;
 use packaging::render;
 
 struct Built {
-    _tmp: TempDir,
     /// The unpacked source tree, with target/release/libmod_dtprovider.so built in it.
     src: PathBuf,
     /// The CARGO_HOME whose config vendors the crates (for cargo-deb's `cargo metadata`).
@@ -71,15 +70,19 @@ fn distinfo_sha256(id: &str) -> String {
 }
 
 fn build_offline() -> Built {
-    let tmp = TempDir::new("offline");
-    let (_, src) = dist_and_unpack(tmp.path());
+    // Under cargo's per-target scratch directory rather than /tmp: the `Built` static is never
+    // dropped, and a release build is too big to leave behind in /tmp after every run.
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("packaging-offline-build");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).unwrap();
+    let (_, src) = dist_and_unpack(&tmp);
     assert!(
         !src.join("target").exists() && !src.join(".git").exists(),
         "tarball with build output or .git"
     );
 
     // Vendor exactly the crates the recipes list, from cargo's download cache.
-    let vendor = tmp.path().join("vendor");
+    let vendor = tmp.join("vendor");
     std::fs::create_dir_all(&vendor).unwrap();
     let locked = packaging::crates::parse_lock(&read("Cargo.lock")).unwrap();
     for id in crate_ids_from_recipes() {
@@ -106,7 +109,7 @@ fn build_offline() -> Built {
         )
         .unwrap();
     }
-    let cargo_home = tmp.path().join("cargo-home");
+    let cargo_home = tmp.join("cargo-home");
     std::fs::create_dir_all(&cargo_home).unwrap();
     std::fs::write(
         cargo_home.join("config.toml"),
@@ -135,11 +138,7 @@ fn build_offline() -> Built {
         "offline build from the tarball failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    Built {
-        _tmp: tmp,
-        src,
-        cargo_home,
-    }
+    Built { src, cargo_home }
 }
 
 fn built() -> &'static Built {
