@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 
 /// One member of the Rust struct: name, offset, size, Rust type name.
 #[derive(Debug)]
-struct RustField {
-    name: &'static str,
-    offset: usize,
-    size: usize,
-    ty: &'static str,
+pub(crate) struct RustField {
+    pub name: &'static str,
+    pub offset: usize,
+    pub size: usize,
+    pub ty: &'static str,
 }
 
 /// Every field of `DtHttpd`, in declaration order. The destructuring pattern has no `..`, so
@@ -35,7 +35,7 @@ macro_rules! rust_fields {
     }};
 }
 
-fn rust_layout() -> Vec<RustField> {
+pub(crate) fn rust_layout() -> Vec<RustField> {
     rust_fields!(
         dt_rqid,
         dt_status,

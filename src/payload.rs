@@ -139,7 +139,7 @@ pub fn latency_us(start: i64, now: i64) -> u64 {
 mod tests {
     use super::*;
     use crate::testing::{FakeRequest, cstr_at};
-    use std::mem::{offset_of, size_of, size_of_val};
+    use std::mem::{offset_of, size_of};
 
     #[test]
     fn layout_is_the_contract() {
@@ -166,40 +166,13 @@ mod tests {
         assert_eq!(size_of::<DtHttpd>(), 120);
     }
 
-    /// (name, offset, size) of every field, in declaration order.
-    pub(crate) fn layout() -> Vec<(&'static str, usize, usize)> {
-        // SAFETY: all-zero is a valid DtHttpd (integers and raw pointers).
-        let z: DtHttpd = unsafe { std::mem::zeroed() };
-        macro_rules! fields {
-            ($($f:ident),*) => { vec![$((stringify!($f), offset_of!(DtHttpd, $f), size_of_val(&z.$f))),*] };
-        }
-        fields!(
-            dt_rqid,
-            dt_status,
-            dt_lport,
-            dt_rport,
-            dt_ipver,
-            dt_flags,
-            dt_latency_us,
-            dt_bytes_sent,
-            dt_start_us,
-            dt_connid,
-            dt_laddr,
-            dt_raddr,
-            dt_method,
-            dt_uri,
-            dt_agent,
-            dt_host,
-            dt_protocol,
-            dt_client,
-            dt_logid
-        )
-    }
-
     #[test]
     fn readme_documents_exactly_this_layout() {
         // The fields tile the struct with no gap, so the list above is complete.
-        let rust = layout();
+        let rust: Vec<(&str, usize, usize)> = crate::contract::rust_layout()
+            .iter()
+            .map(|f| (f.name, f.offset, f.size))
+            .collect();
         let mut end = 0;
         for (name, off, size) in &rust {
             assert_eq!(*off, end, "gap before {name}");

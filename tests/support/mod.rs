@@ -583,15 +583,22 @@ impl Tracer {
         let dir = scratch_dir("bt");
         let file = dir.join("script.bt");
         fs::write(&file, script.replace("@MODULE@", module.to_str().unwrap())).unwrap();
-        let errfile = dir.join("stderr");
-        let mut child = Command::new("bpftrace")
-            .arg(&file)
+        let mut cmd = Command::new("bpftrace");
+        cmd.arg(&file)
             .args(args)
             .env("BPFTRACE_STRLEN", "128")
+            .stdin(Stdio::null());
+        Self::spawn(cmd, &dir, "READY")
+    }
+
+    /// Spawns a prepared bpftrace command, collects its stdout in the background, and waits
+    /// until stdout contains `marker` (the script's BEGIN output: every probe is attached).
+    fn spawn(mut cmd: Command, dir: &Path, marker: &str) -> Tracer {
+        let errfile = dir.join("stderr");
+        let mut child = cmd
             .env("BPFTRACE_PERF_RB_PAGES", "4096")
             .stdout(Stdio::piped())
             .stderr(fs::File::create(&errfile).unwrap())
-            .stdin(Stdio::null())
             .spawn()
             .expect("spawn bpftrace");
         let out = Arc::new(Mutex::new(String::new()));
@@ -615,19 +622,17 @@ impl Tracer {
             errfile,
         };
         let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if t.output().contains("READY") {
-                return t;
-            }
+        while !t.output().contains(marker) {
             let exited = t.child.as_ref().map(|c| c.id()).is_some_and(is_zombie);
             assert!(
                 !exited && Instant::now() < deadline,
-                "bpftrace did not attach:\n{}\n{}",
+                "bpftrace did not print {marker:?}:\n{}\n{}",
                 t.output(),
-                fs::read_to_string(&t.errfile).unwrap_or_default()
+                t.stderr()
             );
             thread::sleep(Duration::from_millis(100));
         }
+        t
     }
 
     pub fn output(&self) -> String {
@@ -966,47 +971,11 @@ impl Tracer {
         let dir = scratch_dir("bt");
         let file = dir.join("script.bt");
         fs::write(&file, script).unwrap();
-        let errfile = dir.join("stderr");
-        let mut child = Command::new("bpftrace")
-            .arg("-")
+        let mut cmd = Command::new("bpftrace");
+        cmd.arg("-")
             .args(args)
             .env_remove("BPFTRACE_STRLEN")
-            .env("BPFTRACE_PERF_RB_PAGES", "4096")
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&errfile).unwrap())
-            .stdin(fs::File::open(&file).unwrap())
-            .spawn()
-            .expect("spawn bpftrace");
-        let out = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().unwrap();
-        let sink = out.clone();
-        let reader = thread::spawn(move || {
-            let mut r = BufReader::new(stdout);
-            let mut line = Vec::new();
-            while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&line));
-                line.clear();
-            }
-        });
-        let t = Tracer {
-            child: Some(child),
-            out,
-            reader: Some(reader),
-            errfile,
-        };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !t.output().contains(marker) {
-            let exited = t.child.as_ref().map(|c| c.id()).is_some_and(is_zombie);
-            assert!(
-                !exited && Instant::now() < deadline,
-                "bpftrace did not print {marker:?}:\n{}\n{}",
-                t.output(),
-                t.stderr()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-        t
+            .stdin(fs::File::open(&file).unwrap());
+        Self::spawn(cmd, &dir, marker)
     }
 }
