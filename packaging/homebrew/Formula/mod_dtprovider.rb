@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "31901a24ff945f4167dbf49dd7a3d8e56b71f47950e5537989e5d3dd776a8c84"
+  sha256 "60c9ed44c167e4cff0154df4f81ac8886025f14173e24e9518a27ad09cd35295"
   license "MIT"
 
   depends_on "rust" => :build
