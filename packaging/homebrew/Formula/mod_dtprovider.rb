@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "84b9d84fe314354793b59513d21ff1f0836e023993f7d6a0f1e3a8f6667d09af"
+  sha256 "92f3ee1b482b692ecd98fcf10b28c8aaad2d2298a87010a0ec47f5298eecefdc"
   license "MIT"
 
   depends_on "rust" => :build
