@@ -238,15 +238,12 @@ fn http_urls_bt_counts_by_path_and_status_every_interval() {
         get(&a, p);
     }
     // The first batch is printed by the 5-second interval, not only at the end.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !t.output().contains("@urls[/page.html, 200]: 2") {
-        assert!(
-            Instant::now() < deadline,
-            "no interval output:\n{}",
-            t.output()
-        );
-        thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        || format!("no interval output:\n{}", t.output()),
+        || t.output().contains("@urls[/page.html, 200]: 2"),
+    );
     for p in ["/page.html", "/missing", "/missing?z"] {
         get(&a, p);
     }
@@ -498,14 +495,12 @@ fn demo_leftovers(out: &str) -> (u32, String) {
 
 fn assert_nothing_left(out: &str) {
     let (pid, work) = demo_leftovers(out);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Path::new(&format!("/proc/{pid}")).exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the demo left Apache {pid} running:\n{out}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(
+        Duration::from_secs(5),
+        Duration::from_millis(100),
+        || format!("the demo left Apache {pid} running:\n{out}"),
+        || !Path::new(&format!("/proc/{pid}")).exists(),
+    );
     assert!(!Path::new(&work).exists(), "the demo left {work}");
     // No process still runs from the demo's directory (Apache children, bpftrace, tail).
     for e in std::fs::read_dir("/proc").unwrap().flatten() {

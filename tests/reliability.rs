@@ -640,7 +640,9 @@ fn memory_is_flat_over_500k_traced_requests() {
     // than the 1 % bound: a CI dry run failed on noise with no trend. Until the measurement is
     // robust (issue 5 stays open for it) the check runs only in the soak run.
     if !soak() {
-        eprintln!("memory check runs with DTPROVIDER_SOAK=1 (RSS noise exceeds the bound on a shared machine)");
+        eprintln!(
+            "memory check runs with DTPROVIDER_SOAK=1 (RSS noise exceeds the bound on a shared machine)"
+        );
         return;
     }
     let _serial = serial();
@@ -846,15 +848,12 @@ fn syscalls_per_request(with_module: bool, n: usize) -> BTreeMap<String, usize> 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(a.addr()).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "apache2 -X did not start:\n{}",
-            a.error_log()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        || format!("apache2 -X did not start:\n{}", a.error_log()),
+        || TcpStream::connect(a.addr()).is_ok(),
+    );
     // One warm-up connection, then strace attaches for the measured one.
     let _ = request(a.addr(), "GET", "/page.html", &[]);
     let trace = a.dir.join("strace.out");

@@ -125,6 +125,20 @@ pub fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
+/// Polls `ready` every `step` until it holds; after `timeout` the test fails with `what()`.
+pub fn wait_until(
+    timeout: Duration,
+    step: Duration,
+    what: impl Fn() -> String,
+    mut ready: impl FnMut() -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{}", what());
+        thread::sleep(step);
+    }
+}
+
 pub fn free_port() -> u16 {
     // Ask the kernel for a port free on both loopback families.
     for _ in 0..50 {
@@ -358,23 +372,21 @@ impl Apache {
             self.error_log()
         );
         self.stopped = false;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(pid) = fs::read_to_string(self.dir.join("httpd.pid")) {
-                if let Ok(pid) = pid.trim().parse() {
-                    self.pid = pid;
-                    if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                        break;
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "apache2 did not come up:\n{}",
-                self.error_log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        let (pid_file, port) = (self.dir.join("httpd.pid"), self.port);
+        let mut pid = 0;
+        wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || format!("apache2 did not come up:\n{}", self.error_log()),
+            || {
+                pid = fs::read_to_string(&pid_file)
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                    .unwrap_or(0);
+                pid != 0 && TcpStream::connect(("127.0.0.1", port)).is_ok()
+            },
+        );
+        self.pid = pid;
         self.wait_children_ready();
         self
     }
@@ -382,15 +394,12 @@ impl Apache {
     /// Waits until the parent has children (so a request is served by a child that ran
     /// child_init).
     fn wait_children_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.children().is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "no Apache children:\n{}",
-                self.error_log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(20),
+            Duration::from_millis(50),
+            || format!("no Apache children:\n{}", self.error_log()),
+            || !self.children().is_empty(),
+        );
     }
 
     /// Pids of the parent's current children.
@@ -452,32 +461,27 @@ impl Apache {
     pub fn graceful(&self) {
         let before = self.children();
         signal(self.pid, "USR1");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let now = self.children();
-            if !now.is_empty() && now.iter().all(|p| !before.contains(p)) {
-                break;
-            }
-            // Under event/worker, old children may linger while they finish; a new child
-            // is enough.
-            if now.iter().any(|p| !before.contains(p)) && self.opts.mpm != Mpm::Prefork {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "graceful restart did not finish:\n{}",
-                self.error_log()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            || format!("graceful restart did not finish:\n{}", self.error_log()),
+            || {
+                let now = self.children();
+                // Under event/worker, old children may linger while they finish; a new
+                // child is enough.
+                (!now.is_empty() && now.iter().all(|p| !before.contains(p)))
+                    || (now.iter().any(|p| !before.contains(p)) && self.opts.mpm != Mpm::Prefork)
+            },
+        );
         // The parent reloads its config and modules before it forks the new children; let
         // the listeners settle.
         thread::sleep(Duration::from_millis(300));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "no listener after graceful");
-            thread::sleep(Duration::from_millis(50));
-        }
+        wait_until(
+            Duration::from_secs(10),
+            Duration::from_millis(50),
+            || "no listener after graceful".into(),
+            || TcpStream::connect(self.addr()).is_ok(),
+        );
     }
 
     pub fn stop(&mut self) {
@@ -621,17 +625,27 @@ impl Tracer {
             reader: Some(reader),
             errfile,
         };
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !t.output().contains(marker) {
-            let exited = t.child.as_ref().map(|c| c.id()).is_some_and(is_zombie);
-            assert!(
-                !exited && Instant::now() < deadline,
-                "bpftrace did not print {marker:?}:\n{}\n{}",
-                t.output(),
-                t.stderr()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        wait_until(
+            Duration::from_secs(90),
+            Duration::from_millis(100),
+            || {
+                format!(
+                    "bpftrace did not print {marker:?}:\n{}\n{}",
+                    t.output(),
+                    t.stderr()
+                )
+            },
+            || {
+                let exited = t.child.as_ref().map(|c| c.id()).is_some_and(is_zombie);
+                assert!(
+                    !exited,
+                    "bpftrace exited before printing {marker:?}:\n{}\n{}",
+                    t.output(),
+                    t.stderr()
+                );
+                t.output().contains(marker)
+            },
+        );
         t
     }
 
