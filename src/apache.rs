@@ -145,7 +145,7 @@ impl<'a> Request<'a> {
     pub fn log_id(self) -> Text<'a> {
         // SAFETY: as above.
         let id = unsafe { Text::from_ptr(self.0.log_id) };
-        if id != Text::EMPTY && !id.as_cstr().is_empty() {
+        if !id.as_cstr().is_empty() {
             return id;
         }
         table_get(self.0.subprocess_env, c"UNIQUE_ID")

@@ -162,8 +162,8 @@ unsafe fn on_request_done(r: *mut ffi::request_rec) {
     let mut payload: Option<DtHttpd> = None;
     crate::httpd::request__done!(|| {
         // SAFETY: our own slot, written (or left NULL) by on_request_start.
-        let mark = req
-            .original()
+        let orig = req.original();
+        let mark = orig
             .config_slot(module_index())
             .map_or(0, |slot| unsafe { slot.read() } as usize);
         let (id, flags) = match mark {
@@ -176,7 +176,7 @@ unsafe fn on_request_done(r: *mut ffi::request_rec) {
             flags,
             now_us: apache::now_us(),
         };
-        payload.insert(DtHttpd::done(req, ev)).args()
+        payload.insert(DtHttpd::done(orig, ev)).args()
     });
 }
 

@@ -103,7 +103,7 @@ impl DtHttpd {
             dt_host: orig.hostname().as_ptr(),
             dt_protocol: orig.protocol().as_ptr(),
             dt_client: orig.useragent_ip().as_ptr(),
-            dt_logid: last_nonempty(last.log_id(), orig.log_id()).as_ptr(),
+            dt_logid: log_id(orig, last).as_ptr(),
         }
     }
 
@@ -122,8 +122,15 @@ impl DtHttpd {
     }
 }
 
-fn last_nonempty<'a>(a: Text<'a>, b: Text<'a>) -> Text<'a> {
-    if a.as_cstr().is_empty() { b } else { a }
+/// The final request's log id, else the original's; one table lookup when there was no
+/// redirect (`orig` and `last` are then the same request).
+fn log_id<'a>(orig: Request<'a>, last: Request<'a>) -> Text<'a> {
+    let id = last.log_id();
+    if id.as_cstr().is_empty() && last.as_ptr() != orig.as_ptr() {
+        orig.log_id()
+    } else {
+        id
+    }
 }
 
 /// Microseconds from `start` to `now`; 0 when Apache never set a start time or the clock
