@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "92f3ee1b482b692ecd98fcf10b28c8aaad2d2298a87010a0ec47f5298eecefdc"
+  sha256 "3a6db2a59d9429cee3309e21ebbd63cf7f0e9e260246d35ab9e949b0669f802b"
   license "MIT"
 
   depends_on "rust" => :build
