@@ -45,13 +45,44 @@ mod sema {
     }
 }
 
+/// Reads one semaphore. On x86-64 this is a single `movzwl sym(%rip)`: the semaphores are
+/// hidden symbols of this object, so they are addressed directly, not through the GOT (an
+/// `extern static` would cost a GOT load first, because Rust cannot know it is hidden).
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+macro_rules! sema {
+    ($name:literal) => {{
+        let v: u32;
+        // SAFETY: a 16-bit load of a semaphore defined above; no stack, flags untouched.
+        unsafe {
+            std::arch::asm!(
+                concat!("movzwl ", $name, "(%rip), {v:e}"),
+                v = out(reg) v,
+                options(att_syntax, nostack, preserves_flags, readonly),
+            );
+        }
+        v
+    }};
+}
+
+/// Elsewhere on Linux: a volatile read through the extern statics.
+#[cfg(all(target_os = "linux", not(target_arch = "x86_64")))]
+macro_rules! sema {
+    ("__usdt_sema_httpd_request__start") => {
+        // SAFETY: a 16-bit counter the kernel updates; read it as the usdt macro does.
+        u32::from(unsafe { (&raw const sema::__usdt_sema_httpd_request__start).read_volatile() })
+    };
+    ("__usdt_sema_httpd_request__done") => {
+        // SAFETY: as above.
+        u32::from(unsafe { (&raw const sema::__usdt_sema_httpd_request__done).read_volatile() })
+    };
+}
+
 /// Whether request-done is traced now.
 #[inline(always)]
 pub fn done_enabled() -> bool {
     #[cfg(target_os = "linux")]
-    // SAFETY: a 16-bit counter the kernel updates; read it as the usdt macro does.
-    unsafe {
-        (&raw const sema::__usdt_sema_httpd_request__done).read_volatile() != 0
+    {
+        sema!("__usdt_sema_httpd_request__done") != 0
     }
     #[cfg(not(target_os = "linux"))]
     true
@@ -63,11 +94,8 @@ pub fn done_enabled() -> bool {
 #[inline(always)]
 pub fn start_hook_needed() -> bool {
     #[cfg(target_os = "linux")]
-    // SAFETY: as in `done_enabled`.
-    unsafe {
-        ((&raw const sema::__usdt_sema_httpd_request__start).read_volatile()
-            | (&raw const sema::__usdt_sema_httpd_request__done).read_volatile())
-            != 0
+    {
+        (sema!("__usdt_sema_httpd_request__start") | sema!("__usdt_sema_httpd_request__done")) != 0
     }
     #[cfg(not(target_os = "linux"))]
     true
