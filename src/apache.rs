@@ -143,12 +143,17 @@ impl<'a> Request<'a> {
 
     /// `r->log_id`, else mod_unique_id's `UNIQUE_ID`, else empty.
     pub fn log_id(self) -> Text<'a> {
-        // SAFETY: as above.
-        let id = unsafe { Text::from_ptr(self.0.log_id) };
+        let id = self.apache_log_id();
         if !id.as_cstr().is_empty() {
             return id;
         }
         table_get(self.0.subprocess_env, c"UNIQUE_ID")
+    }
+
+    /// `r->log_id` only, without the `UNIQUE_ID` lookup.
+    pub fn apache_log_id(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.log_id) }
     }
 
     pub fn header_in(self, name: &CStr) -> Text<'a> {

@@ -57,10 +57,12 @@ pub struct Event {
 }
 
 impl DtHttpd {
-    /// The payload for request-start: the initial request, status 0, no bytes, no log id
-    /// unless one already exists.
+    /// The payload for request-start: the initial request, status 0, no bytes, and Apache's
+    /// log id only if it already has one. `UNIQUE_ID` is not looked up here: mod_unique_id
+    /// sets it in its own post_read_request hook, which runs after this module's (first of
+    /// all), so the lookup would cost a table walk per request and find nothing.
     pub fn start(r: Request<'_>, ev: Event) -> DtHttpd {
-        Self::build(r, r, 0, 0, ev)
+        Self::build(r, r, 0, 0, r.apache_log_id(), ev)
     }
 
     /// The payload for request-done. `r` is the request Apache logs (the original one of an
@@ -74,10 +76,18 @@ impl DtHttpd {
             ev.flags |= FLAG_REDIRECTED;
         }
         let status = u16::try_from(last.status()).unwrap_or(0);
-        Self::build(orig, last, status, last.bytes_sent(), ev)
+        let logid = log_id(orig, last);
+        Self::build(orig, last, status, last.bytes_sent(), logid, ev)
     }
 
-    fn build(orig: Request<'_>, last: Request<'_>, status: u16, bytes: u64, ev: Event) -> DtHttpd {
+    fn build(
+        orig: Request<'_>,
+        last: Request<'_>,
+        status: u16,
+        bytes: u64,
+        logid: Text<'_>,
+        ev: Event,
+    ) -> DtHttpd {
         let conn = orig.connection().or_else(|| last.connection());
         let start = orig.request_time();
         let mut flags = ev.flags;
@@ -103,7 +113,7 @@ impl DtHttpd {
             dt_host: orig.hostname().as_ptr(),
             dt_protocol: orig.protocol().as_ptr(),
             dt_client: orig.useragent_ip().as_ptr(),
-            dt_logid: log_id(orig, last).as_ptr(),
+            dt_logid: logid.as_ptr(),
         }
     }
 
@@ -356,6 +366,19 @@ mod tests {
         f.env("UNIQUE_ID", "ZZ-top");
         let p = DtHttpd::done(f.request(), ev(1, 0));
         assert_eq!(cstr_at(p.dt_logid), "ZZ-top");
+    }
+
+    #[test]
+    fn request_start_reports_only_apaches_own_log_id() {
+        // mod_unique_id runs after request-start: the module does not look UNIQUE_ID up there.
+        let mut f = FakeRequest::new();
+        f.env("UNIQUE_ID", "ZZ-top");
+        assert_eq!(cstr_at(DtHttpd::start(f.request(), ev(1, 0)).dt_logid), "");
+        f.set_log_id("abc123");
+        assert_eq!(
+            cstr_at(DtHttpd::start(f.request(), ev(1, 0)).dt_logid),
+            "abc123"
+        );
     }
 
     #[test]
