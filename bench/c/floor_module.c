@@ -34,7 +34,7 @@ static void dtfloor_register_hooks(apr_pool_t *p)
     ap_hook_log_transaction(dtfloor_log_transaction, NULL, NULL, APR_HOOK_LAST);
 }
 
-AP_DECLARE_MODULE(dtfloor) = {
+AP_DECLARE_MODULE(floor_hook) = {
     STANDARD20_MODULE_STUFF,
     NULL, NULL, NULL, NULL, NULL,
     dtfloor_register_hooks,

@@ -1,5 +1,7 @@
 //! Section 5, footprint: the module file as built and fully stripped (its probe notes kept), and the
-//! resident memory a prefork Apache child gains from loading it.
+//! resident memory a prefork Apache child gains from loading it; next to it, the same for the
+//! smallest possible Rust cdylib (one `extern "C"` function, no dependency) built with the
+//! workspace's own `[profile.release]`: what the Rust standard library costs any such object.
 
 use crate::util::{self, R, Site};
 use std::fs;
@@ -9,6 +11,8 @@ use std::process::Command;
 pub struct FootprintResult {
     pub built_bytes: u64,
     pub stripped_bytes: u64,
+    /// The fully stripped reference cdylib (see the module doc).
+    pub reference_stripped_bytes: u64,
     /// Rss and Private_Dirty (KiB) of the module's own mappings in a child, median of children.
     pub mapped_rss_kib: f64,
     pub mapped_private_dirty_kib: f64,
@@ -18,15 +22,9 @@ pub struct FootprintResult {
     pub children: usize,
 }
 
-pub fn measure(work: &Path, built: &Path, module: &Path) -> R<FootprintResult> {
+pub fn measure(root: &Path, work: &Path, built: &Path, module: &Path) -> R<FootprintResult> {
     let stripped = work.join("mod_dtprovider.stripped.so");
-    util::run(
-        Command::new("strip")
-            .arg("--strip-all")
-            .arg("-o")
-            .arg(&stripped)
-            .arg(built),
-    )?;
+    strip_all(built, &stripped)?;
     let notes = util::run(Command::new("readelf").arg("-n").arg(&stripped))?;
     if !(notes.contains("request-start") && notes.contains("request-done")) {
         return Err("the stripped module lost its probe notes".into());
@@ -35,15 +33,70 @@ pub fn measure(work: &Path, built: &Path, module: &Path) -> R<FootprintResult> {
 
     let (with, mapped) = children_rss(&work.join("rss-with"), Some(module))?;
     let (without, _) = children_rss(&work.join("rss-without"), None)?;
+    let reference = reference_cdylib(root, &work.join("reference-cdylib"))?;
     Ok(FootprintResult {
         built_bytes: size(built)?,
         stripped_bytes: size(&stripped)?,
+        reference_stripped_bytes: size(&reference)?,
         mapped_rss_kib: util::median(&mapped.iter().map(|m| m.0).collect::<Vec<_>>()),
         mapped_private_dirty_kib: util::median(&mapped.iter().map(|m| m.1).collect::<Vec<_>>()),
         child_rss_with_kib: util::median(&with),
         child_rss_without_kib: util::median(&without),
         children: with.len().min(without.len()),
     })
+}
+
+fn strip_all(from: &Path, to: &Path) -> R<()> {
+    util::run(
+        Command::new("strip")
+            .arg("--strip-all")
+            .arg("-o")
+            .arg(to)
+            .arg(from),
+    )
+    .map(|_| ())
+}
+
+/// Builds the reference cdylib with the workspace's `[profile.release]` lines copied verbatim,
+/// and returns its fully stripped file.
+fn reference_cdylib(root: &Path, dir: &Path) -> R<std::path::PathBuf> {
+    let manifest = fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+    let profile: Vec<&str> = manifest
+        .lines()
+        .skip_while(|l| l.trim() != "[profile.release]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .collect();
+    if profile.is_empty() {
+        return Err("no [profile.release] in the workspace's Cargo.toml".into());
+    }
+    util::mkdir(&dir.join("src"))?;
+    util::write(
+        &dir.join("Cargo.toml"),
+        &format!(
+            "[package]\nname = \"reference\"\nversion = \"0.0.0\"\nedition = \"2024\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n[workspace]\n\n[profile.release]\n{}\n",
+            profile.join("\n")
+        ),
+    )?;
+    util::write(
+        &dir.join("src/lib.rs"),
+        "#[unsafe(no_mangle)]\npub extern \"C\" fn reference(x: *const u8) -> u8 {\n    \
+         if x.is_null() { 0 } else { unsafe { *x } }\n}\n",
+    )?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    util::run(
+        Command::new(cargo)
+            .args(["build", "--release", "--offline", "--quiet"])
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .current_dir(dir),
+    )?;
+    let stripped = dir.join("reference.stripped.so");
+    strip_all(&dir.join("target/release/libreference.so"), &stripped)?;
+    Ok(stripped)
 }
 
 /// Starts a prefork Apache, serves a few requests, and reads each child's VmRSS and the

@@ -1,8 +1,9 @@
 //! Section 1, idle cost in instructions per request: callgrind over `apache2 -X` (prefork), counting
 //! only inside `ap_process_connection`, with a dump after every connection. Each pair of
-//! keep-alive connections of N and 2N requests of the fixed mix gives one figure,
-//! (I(2N) - I(N)) / N, which cancels connection setup and teardown; the pairs' spread is the
-//! noise.
+//! keep-alive connections of N and 2N pipelined requests of the fixed mix gives one figure,
+//! (I(2N) - I(N)) / N, which cancels connection setup and teardown. Each configuration runs in
+//! several Apache instances with different heap layouts (see [`measure`]); its figure is the
+//! mean over layouts and its noise the standard error of that mean.
 
 use crate::util::{self, R, Site};
 use std::fs;
@@ -12,7 +13,10 @@ use std::process::{Command, Stdio};
 pub struct Sizes {
     pub warmup: usize,
     pub n: usize,
+    /// Pairs of connections per layout.
     pub pairs: usize,
+    /// Heap layouts (Apache instances) per configuration.
+    pub layouts: usize,
 }
 
 pub struct Variant {
@@ -26,24 +30,55 @@ pub struct Variant {
 pub struct IdleResult {
     pub name: &'static str,
     pub what: &'static str,
-    /// Instructions per request, one figure per pair.
+    /// Instructions per request, one figure per pair, all layouts in order.
     pub per_pair: Vec<f64>,
+    /// Instructions per request, the mean of each layout's pairs.
+    pub per_layout: Vec<f64>,
     /// Instructions per request executed inside `object` itself (its hook functions), per pair.
     pub own_per_pair: Vec<f64>,
 }
 
 impl IdleResult {
+    /// The figure: the mean over layouts.
     pub fn mean(&self) -> f64 {
-        util::mean(&self.per_pair)
+        util::mean(&self.per_layout)
     }
+    /// The figure's noise: its standard error over layouts (the spread a rerun would show).
     pub fn noise(&self) -> f64 {
-        util::stddev(&self.per_pair)
+        util::stddev(&self.per_layout) / (self.per_layout.len() as f64).sqrt()
+    }
+    /// How far one layout can be from another (standard deviation across layouts).
+    pub fn layout_sd(&self) -> f64 {
+        util::stddev(&self.per_layout)
+    }
+    /// The largest standard deviation between pairs inside one layout (one Apache instance).
+    pub fn within_sd(&self, pairs: usize) -> f64 {
+        self.per_pair
+            .chunks(pairs.max(1))
+            .map(util::stddev)
+            .fold(0.0, f64::max)
     }
 }
 
-pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> {
+/// The four configurations. The floor module and mod_dtprovider are loaded from paths of the
+/// same length (`so-1/module.so`, `so-2/module.so`) under symbols and module names of the same
+/// length: Apache copies these strings into its configuration pool, so a byte more or less in
+/// them shifts the alignment of everything allocated after them (the document root among
+/// others), which moves `strcmp` inside `ap_directory_walk` by tens of instructions per
+/// request, in either direction, without any work by the module.
+pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> R<Vec<Variant>> {
+    let place = |slot: usize, from: &Path| -> R<PathBuf> {
+        let d = work.join(format!("so-{slot}"));
+        util::mkdir(&d)?;
+        let p = d.join("module.so");
+        fs::copy(from, &p).map_err(|e| format!("copy {}: {e}", from.display()))?;
+        util::chmod(&p, 0o755)?;
+        Ok(p)
+    };
+    let floor_so = place(1, floor_so)?;
+    let module_so = place(2, module_so)?;
     let log = work.join("idle-access.log");
-    vec![
+    Ok(vec![
         Variant {
             name: "none",
             what: "Apache without the module",
@@ -53,8 +88,11 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> 
         Variant {
             name: "floor",
             what: "C floor module (2 hooks, 16-bit flag each)",
-            extra: vec![format!("LoadModule dtfloor_module {}", floor_so.display())],
-            object: Some(floor_so.to_path_buf()),
+            extra: vec![format!(
+                "LoadModule floor_hook_module {}",
+                floor_so.display()
+            )],
+            object: Some(floor_so),
         },
         Variant {
             name: "module",
@@ -63,7 +101,7 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> 
                 "LoadModule dtprovider_module {}",
                 module_so.display()
             )],
-            object: Some(module_so.to_path_buf()),
+            object: Some(module_so),
         },
         Variant {
             name: "accesslog",
@@ -75,14 +113,66 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> Vec<Variant> 
             ],
             object: None,
         },
-    ]
+    ])
 }
 
-pub fn measure(work: &Path, v: &Variant, sz: &Sizes) -> R<IdleResult> {
+/// The padding (bytes) of each heap layout, see [`measure`]: spread over a 4 KiB page in
+/// steps that are not multiples of a cache line.
+const PADS: [usize; 10] = [0, 613, 1226, 1839, 2452, 3065, 3678, 195, 808, 1421];
+
+/// Measures variant number `slot` (0-9) under `sz.layouts` heap layouts.
+///
+/// Every variant's site lives in a directory whose path has the same length (`idle-<slot>`):
+/// Apache handles the document root's path on every request (`apr_filepath_merge`,
+/// `strrchr`, `strlen`), so a directory name one byte longer shows up as instructions per
+/// request that have nothing to do with the module.
+///
+/// Layouts: where Apache's heap blocks land relative to page boundaries depends on every
+/// allocation made before them, including the dynamic loader's for the module and its
+/// libraries, and glibc's `strcmp` takes a slower path when a string lies near the end of a
+/// page. One Apache instance therefore counts the same number of instructions per request
+/// every time (low noise within it), but a different instance can differ by tens. So each
+/// configuration runs in several instances whose only difference is a `Define` of a
+/// different length (shifting everything Apache allocates after it), and its figure is the
+/// mean over those layouts, with the spread across layouts as its noise.
+pub fn measure(work: &Path, slot: usize, v: &Variant, sz: &Sizes) -> R<IdleResult> {
+    assert!(slot < 10, "one digit keeps the paths the same length");
+    assert!(sz.layouts >= 1 && sz.layouts <= PADS.len());
+    let mut res = IdleResult {
+        name: v.name,
+        what: v.what,
+        per_pair: Vec::new(),
+        per_layout: Vec::new(),
+        own_per_pair: Vec::new(),
+    };
+    for &pad in &PADS[..sz.layouts] {
+        let (pairs, own) = measure_layout(work, slot, v, sz, pad)?;
+        res.per_layout.push(util::mean(&pairs));
+        res.per_pair.extend(pairs);
+        res.own_per_pair.extend(own);
+    }
+    Ok(res)
+}
+
+/// One Apache instance under callgrind: (instructions per request, own-code instructions per
+/// request), one figure per pair.
+fn measure_layout(
+    work: &Path,
+    slot: usize,
+    v: &Variant,
+    sz: &Sizes,
+    pad: usize,
+) -> R<(Vec<f64>, Vec<f64>)> {
+    let mut extra = v.extra.clone();
+    extra.push(
+        format!("Define DTPROVIDER_BENCH_PAD {}", "x".repeat(pad))
+            .trim_end()
+            .to_string(),
+    );
     let site = Site::new(
-        &work.join(format!("idle-{}", v.name)),
+        &work.join(format!("idle-{slot}")),
         util::Mpm::Prefork,
-        &v.extra,
+        &extra,
     )?;
     let cg = site.dir.join("cg");
     util::mkdir(&cg)?;
@@ -117,7 +207,7 @@ pub fn measure(work: &Path, v: &Variant, sz: &Sizes) -> R<IdleResult> {
     })
 }
 
-fn drive(site: &Site, cg: &Path, sz: &Sizes, v: &Variant) -> R<IdleResult> {
+fn drive(site: &Site, cg: &Path, sz: &Sizes, v: &Variant) -> R<(Vec<f64>, Vec<f64>)> {
     util::wait_for("apache2 -X under callgrind to listen", 180, || {
         site.accepts()
     })?;
@@ -160,12 +250,7 @@ fn drive(site: &Site, cg: &Path, sz: &Sizes, v: &Variant) -> R<IdleResult> {
             v.object
         ));
     }
-    Ok(IdleResult {
-        name: v.name,
-        what: v.what,
-        per_pair,
-        own_per_pair,
-    })
+    Ok((per_pair, own_per_pair))
 }
 
 /// The numbered dump files (`out.1`, `out.2`, ...), in order.

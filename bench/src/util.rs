@@ -282,32 +282,53 @@ pub const MIX: [(&str, &str, bool); 4] = [
     ("GET", "/missing.html", true),
 ];
 
-/// Sends `n` requests of the mix, in order, over one keep-alive connection (the last one
-/// with `Connection: close`) and reads every response; waits for the server to close.
+/// Sends `n` requests of the mix, in order, pipelined over one keep-alive connection (the last
+/// one with `Connection: close`), reads every response and waits for the server to close.
+///
+/// Pipelined, so that Apache's reads see the same bytes every time: a writer thread queues
+/// all requests at once, and Apache (slowed down many times by valgrind) always finds its
+/// next request already waiting. Sent one at a time, whether each read found data or had to
+/// wait for it depended on timing, which moved Apache's I/O path (`apr_socket_recv`, the
+/// core filters, the bucket brigades) by tens of instructions per request from one Apache
+/// instance to the next.
 pub fn keepalive_mix(port: u16, n: usize) -> R<()> {
     let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))
+    s.set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(|e| e.to_string())?;
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
-    let mut r = BufReader::new(s);
+    let mut all = String::new();
     for i in 0..n {
-        let (method, path, body) = MIX[i % MIX.len()];
+        let (method, path, _) = MIX[i % MIX.len()];
         let close = if i + 1 == n {
             "Connection: close\r\n"
         } else {
             ""
         };
-        let req = format!(
+        all.push_str(&format!(
             "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-bench/1.0\r\n\
              Accept: */*\r\n{close}\r\n"
-        );
-        w.write_all(req.as_bytes())
-            .map_err(|e| format!("request {i}: {e}"))?;
-        read_response(&mut r, body).map_err(|e| format!("response {i} ({method} {path}): {e}"))?;
+        ));
     }
-    let mut rest = Vec::new();
-    let _ = r.read_to_end(&mut rest);
-    Ok(())
+    let writer = thread::spawn(move || w.write_all(all.as_bytes()).map_err(|e| e.to_string()));
+    let mut r = BufReader::new(s);
+    let mut result = Ok(());
+    for i in 0..n {
+        let (method, path, body) = MIX[i % MIX.len()];
+        if let Err(e) = read_response(&mut r, body) {
+            result = Err(format!("response {i} ({method} {path}): {e}"));
+            break;
+        }
+    }
+    if result.is_ok() {
+        let mut rest = Vec::new();
+        let _ = r.read_to_end(&mut rest);
+    }
+    let _ = r.get_ref().shutdown(std::net::Shutdown::Both);
+    let written = writer
+        .join()
+        .map_err(|_| "the request writer panicked".to_string())?;
+    result?;
+    written.map_err(|e| format!("writing the requests: {e}"))
 }
 
 fn read_response(r: &mut impl BufRead, has_body: bool) -> R<u16> {
