@@ -8,7 +8,13 @@
  * against a floor library whose two hooks fire a bare empty USDT probe each. malloc and
  * friends are interposed to count every allocation made while the hooks run.
  *
- *   harness MODULE.so FLOOR.so ROUNDS ITERS_PER_ROUND
+ *   harness MODULE.so FLOOR.so ROUNDS ITERS_PER_ROUND [RAISE]
+ *
+ * With RAISE (the module's two semaphore offsets from its load address, in hex, comma
+ * separated), the harness sets the module's and the floor's semaphores to 1 itself before
+ * the rounds: both take their enabled paths, build their arguments and reach the probe
+ * site, but no tracer is attached, so the probe instruction is the NOP it was compiled as.
+ * That times each side's own work without the kernel's uprobe trap.
  *
  * Output, one fact per line:
  *   round I module_ns X floor_ns Y   (ns per request: both hooks, one request)
@@ -22,6 +28,7 @@
 #define _GNU_SOURCE
 #endif
 #include <dlfcn.h>
+#include <link.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,8 +213,8 @@ static long run(req_hook start, req_hook done, request_rec *r, long iters, long 
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s MODULE.so FLOOR.so ROUNDS ITERS\n", argv[0]);
+    if (argc != 5 && argc != 6) {
+        fprintf(stderr, "usage: %s MODULE.so FLOOR.so ROUNDS ITERS [RAISE]\n", argv[0]);
         return 2;
     }
     long rounds = atol(argv[3]), iters = atol(argv[4]);
@@ -236,6 +243,28 @@ int main(int argc, char **argv)
     if (!hook_prr || !hook_lt || !hook_ci) {
         fprintf(stderr, "harness: the module did not register its hooks\n");
         return 2;
+    }
+    if (argc == 6) {
+        struct link_map *lm = NULL;
+        unsigned short *fs = dlsym(fh, "dtfloor_start_semaphore");
+        unsigned short *fd = dlsym(fh, "dtfloor_done_semaphore");
+        if (dlinfo(mh, RTLD_DI_LINKMAP, &lm) != 0 || !lm || !fs || !fd) {
+            fprintf(stderr, "harness: cannot find the semaphores to raise\n");
+            return 2;
+        }
+        const char *p = argv[5];
+        int raised = 0;
+        while (*p) {
+            char *end;
+            unsigned long off = strtoul(p, &end, 16);
+            if (end == p || off == 0) { fprintf(stderr, "harness: bad RAISE %s\n", argv[5]); return 2; }
+            *(volatile unsigned short *)(lm->l_addr + off) = 1;
+            raised++;
+            p = *end == ',' ? end + 1 : end;
+        }
+        *(volatile unsigned short *)fs = 1;
+        *(volatile unsigned short *)fd = 1;
+        printf("raised module %d floor 2\n", raised);
     }
     request_rec *r = make_request(pool);
     hook_ci(pool, r->server);

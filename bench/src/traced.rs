@@ -35,13 +35,17 @@ impl HarnessRun {
 
 pub struct TracedResult {
     pub idle: HarnessRun,
+    /// Semaphores raised by the harness, no tracer: each side's own work without the trap.
+    pub raised: HarnessRun,
     pub traced: HarnessRun,
     /// (module start, module done, floor start, floor done) events bpftrace counted.
     pub events: (u64, u64, u64, u64),
 }
 
 pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<TracedResult> {
-    let idle = run_harness(harness, module, floor, sz)?;
+    let idle = run_harness(harness, module, floor, sz, None)?;
+    let raise = semaphore_offsets(module)?;
+    let raised = run_harness(harness, module, floor, sz, Some(&raise))?;
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
          usdt:{m}:httpd:request-start {{ @ms = count(); }}\n\
@@ -53,7 +57,7 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
     );
     let dir = harness.parent().unwrap().join("bt-harness");
     let tracer = Tracer::start(&script, &dir)?;
-    let traced = run_harness(harness, module, floor, sz);
+    let traced = run_harness(harness, module, floor, sz, None);
     let out = tracer.stop()?;
     let traced = traced?;
     let events = (
@@ -72,19 +76,48 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
     }
     Ok(TracedResult {
         idle,
+        raised,
         traced,
         events,
     })
 }
 
-fn run_harness(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<HarnessRun> {
+/// The module's two semaphores as offsets from its load address, `start,done` in hex, read
+/// from its symbol table (`nm`; the built module keeps it).
+fn semaphore_offsets(module: &Path) -> R<String> {
+    let out = util::run(Command::new("nm").arg("--defined-only").arg(module))?;
+    let find = |name: &str| -> R<String> {
+        out.lines()
+            .find(|l| l.ends_with(name))
+            .and_then(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {name} in the symbol table of {}", module.display()))
+    };
+    Ok(format!(
+        "{},{}",
+        find(" __usdt_sema_httpd_request__start")?,
+        find(" __usdt_sema_httpd_request__done")?
+    ))
+}
+
+fn run_harness(
+    harness: &Path,
+    module: &Path,
+    floor: &Path,
+    sz: &Sizes,
+    raise: Option<&str>,
+) -> R<HarnessRun> {
     let out = util::run(
         Command::new(harness)
             .arg(module)
             .arg(floor)
             .arg(sz.rounds.to_string())
-            .arg(sz.iters.to_string()),
+            .arg(sz.iters.to_string())
+            .args(raise),
     )?;
+    if raise.is_some() && !out.contains("raised module 2 floor 2") {
+        return Err(format!("the harness did not raise the semaphores:\n{out}"));
+    }
     let mut h = HarnessRun::default();
     for line in out.lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
