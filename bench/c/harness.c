@@ -23,6 +23,8 @@
  *   allocs register_hooks N          (the module's allocations while registering)
  *   interposer ok                    (self-check: the module's malloc is the counting one)
  *   logged N                         (lines the module wrote to the "error log")
+ *   clock_ns X                       (one apr_time_now(), the clock the module reads twice per
+ *                                     traced request for the latency arguments)
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -303,5 +305,15 @@ int main(int argc, char **argv)
     printf("allocs module %ld floor %ld\n", allocs_m, allocs_f);
     printf("allocs register_hooks %ld\n", allocs_reg);
     printf("logged %ld\n", logged);
+    {
+        /* What one clock read costs on this machine (virtualized TSCs can be slow). */
+        volatile apr_time_t sink = 0;
+        long n = iters > 100000 ? iters : 100000;
+        double t0 = now_ns();
+        for (long i = 0; i < n; i++)
+            sink += apr_time_now();
+        printf("clock_ns %.3f\n", (now_ns() - t0) / n);
+        (void)sink;
+    }
     return 0;
 }

@@ -20,6 +20,8 @@ pub struct HarnessRun {
     pub allocs_module: u64,
     pub allocs_floor: u64,
     pub logged: u64,
+    /// ns per `apr_time_now()` on this machine.
+    pub clock_ns: f64,
 }
 
 impl HarnessRun {
@@ -145,6 +147,7 @@ fn run_harness(
                 ));
             }
             Some("logged") => h.logged = num(1)? as u64,
+            Some("clock_ns") => h.clock_ns = num(1)?,
             _ => {}
         }
     }
