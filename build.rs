@@ -124,6 +124,8 @@ fn main() {
         .allowlist_type("server_rec")
         .allowlist_type("module")
         .allowlist_type("apr_sockaddr_t")
+        .allowlist_type("apr_array_header_t")
+        .allowlist_type("apr_table_entry_t")
         .allowlist_function("ap_hook_post_read_request")
         .allowlist_function("ap_hook_log_transaction")
         .allowlist_function("ap_hook_child_init")

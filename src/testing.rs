@@ -7,9 +7,51 @@ use std::collections::HashSet;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::Mutex;
 
-/// An `apr_table_t` stand-in: the stubbed `apr_table_get` below reads it.
-#[derive(Default)]
-pub struct FakeTable(Vec<(CString, CString)>);
+/// An `apr_table_t` stand-in with APR's layout: an `apr_array_header_t` of
+/// `apr_table_entry_t` first, which the module scans; the stubbed `apr_table_get` below (the
+/// module's fallback) reads the same entries.
+#[repr(C)]
+pub struct FakeTable {
+    arr: ffi::apr_array_header_t,
+    entries: Vec<ffi::apr_table_entry_t>,
+    strings: Vec<(CString, CString)>,
+}
+
+impl Default for FakeTable {
+    fn default() -> FakeTable {
+        FakeTable {
+            arr: ffi::apr_array_header_t {
+                pool: std::ptr::null_mut(),
+                elt_size: std::mem::size_of::<ffi::apr_table_entry_t>() as c_int,
+                nelts: 0,
+                nalloc: 0,
+                elts: std::ptr::null_mut(),
+            },
+            entries: Vec::new(),
+            strings: Vec::new(),
+        }
+    }
+}
+
+impl FakeTable {
+    pub fn push(&mut self, k: &str, v: &str) {
+        let (k, v) = (CString::new(k).unwrap(), CString::new(v).unwrap());
+        self.entries.push(ffi::apr_table_entry_t {
+            key: k.as_ptr() as *mut c_char,
+            val: v.as_ptr() as *mut c_char,
+            key_checksum: 0,
+        });
+        self.strings.push((k, v));
+        self.arr.nelts = self.entries.len() as c_int;
+        self.arr.nalloc = self.entries.capacity() as c_int;
+        self.arr.elts = self.entries.as_mut_ptr() as *mut c_char;
+    }
+
+    /// Makes the element size disagree with APR's, as a table of another layout would.
+    pub fn break_layout(&mut self) {
+        self.arr.elt_size += 8;
+    }
+}
 
 /// A request_rec with its connection, addresses, tables and strings, all owned and pinned.
 pub struct FakeRequest {
@@ -75,15 +117,11 @@ impl FakeRequest {
         self
     }
     pub fn header(&mut self, k: &str, v: &str) -> &mut Self {
-        self.headers
-            .0
-            .push((CString::new(k).unwrap(), CString::new(v).unwrap()));
+        self.headers.push(k, v);
         self
     }
     pub fn env(&mut self, k: &str, v: &str) -> &mut Self {
-        self.env
-            .0
-            .push((CString::new(k).unwrap(), CString::new(v).unwrap()));
+        self.env.push(k, v);
         self
     }
     pub fn conn(
@@ -124,6 +162,9 @@ impl FakeRequest {
     pub fn request_mut(&mut self) -> &mut ffi::request_rec {
         &mut self.r
     }
+    pub fn headers_mut(&mut self) -> &mut FakeTable {
+        &mut self.headers
+    }
     pub fn request_ref(&self) -> &ffi::request_rec {
         &self.r
     }
@@ -157,12 +198,18 @@ pub fn logged() -> Vec<String> {
 
 // ---- stand-ins for symbols the httpd process provides -----------------------------------
 
+/// How often the module fell back to `apr_table_get`.
+pub static FALLBACK_LOOKUPS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
 #[unsafe(no_mangle)]
 extern "C" fn apr_table_get(t: *const ffi::apr_table_t, key: *const c_char) -> *const c_char {
     // SAFETY: every table in the unit tests is a FakeTable.
     let t = unsafe { &*(t as *const FakeTable) };
     let key = unsafe { CStr::from_ptr(key) }.to_bytes();
-    t.0.iter()
+    FALLBACK_LOOKUPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    t.strings
+        .iter()
         .find(|(k, _)| k.to_bytes().eq_ignore_ascii_case(key))
         .map_or(std::ptr::null(), |(_, v)| v.as_ptr())
 }
