@@ -328,7 +328,6 @@ pub fn log_error(s: Option<&ffi::server_rec>, module_index: c_int, level: c_int,
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::testing::{FALLBACK_LOOKUPS, FakeRequest};
     use std::sync::atomic::Ordering;
 
