@@ -1,9 +1,18 @@
 //! Hostile traffic, tracer churn, restarts, memory, panics and idle silence: Apache never falls
 //! over, and no event is lost or invented.
 //!
-//! The default run is bounded (a few minutes); `DTPROVIDER_SOAK=1` runs the churn and memory
-//! checks under every MPM and longer. Each test prints its figures; `DTPROVIDER_REPORT=1`
-//! also writes them into README.md's "Reliability figures" section.
+//! The memory check (issue 5: over 500,000 traced requests each Apache child's RSS grows by
+//! less than 1 %) runs in the default run under the event MPM, together with its proof that
+//! it can fail: the same measurement over a test-only build that leaks 32 bytes every 128th
+//! traced request must report growth above the bound. How it measures, and why, is described
+//! at the "memory" section below.
+//!
+//! The default run is bounded (about 8 minutes on a 2-core machine, 3 of them for the two
+//! memory tests, plus building the `panic-test` and `leak-test` modules once);
+//! `DTPROVIDER_SOAK=1` runs the churn and memory checks longer and under every MPM. Each test
+//! prints its figures; `DTPROVIDER_REPORT=1` also writes them into README.md's "Reliability
+//! figures" section. Tests that need root, tracefs, bpftrace, wrk or strace skip loudly
+//! without them, and fail when `CI` is set.
 
 mod support;
 
@@ -606,8 +615,8 @@ fn churn_prefork_and_worker_in_soak() {
 // child grows by less than 1 %.
 //
 // Where the noise came from (measured by sampling /proc/PID/smaps every 100 ms): Debian's APR
-// allocator takes its pool memory straight from mmap in 8-88 kB blocks (glibc's heap stays at
-// 72 kB). While wrk runs, the in-flight connections' and requests' pools hold 300-600 kB more
+// allocator takes its pool memory straight from mmap, 8 kB at a time (strace; adjacent blocks
+// merge into 8-88 kB mappings), and glibc's heap stays at 72 kB. While wrk runs, the in-flight connections' and requests' pools hold 300-600 kB more
 // than when the child is idle, so a reading taken during or right after a burst lands anywhere
 // in that range (the CI failure: 5292..5760 kB, +1.35 % with no trend). Once the child is
 // idle, that transient memory is gone, but with `MaxMemFree 64` every allocator (one per
@@ -623,8 +632,10 @@ fn churn_prefork_and_worker_in_soak() {
 // and (3) uses two estimators that must both stay under the bound: the floor (minimum) of the
 // first samples against the floor of the last ones, at least 500,000 requests apart (noise
 // only ever adds memory, so the floor is its robust level), and the least-squares slope over
-// all samples, extrapolated to 500,000 requests. Idle readings then repeat to the page (4 kB,
-// 0.08 %). The `leak-test` build (32 bytes every 128th request-done, about 3.6 % of the child
+// all samples, extrapolated to 500,000 requests. Idle readings then repeat exactly, except
+// for one step of 4-8 kB (0.16 %) within the first samples after the warm-up. glibc's dynamic
+// mmap and trim thresholds are left alone: malloc's heap does not move, and APR maps its
+// blocks itself. The `leak-test` build (32 bytes every 128th request-done, about 3.6 % of the child
 // over 500,000 requests) proves the same measurement flags a leak a few times the bound.
 
 /// The issue's figures: requests traced, and the bound on each child's RSS growth (%).
@@ -728,7 +739,8 @@ fn quiescent_rss(kids: &[u32]) -> Vec<u64> {
 /// One child's quiescent RSS samples, as (requests traced since the baseline, kB).
 struct ChildMemory {
     pid: u32,
-    threads: usize,
+    /// What the child is: "worker child (10 threads)", "mod_cgid daemon", "prefork child".
+    role: String,
     samples: Vec<(u64, u64)>,
 }
 
@@ -774,11 +786,9 @@ impl ChildMemory {
         let (a, b) = self.floors();
         let rss: Vec<u64> = self.samples.iter().map(|s| s.1).collect();
         format!(
-            "child {} ({} thread{}): RSS floor {a} kB -> {b} kB ({:+.2} %), slope {:+.2} % per {} requests, \
+            "{}: RSS floor {a} kB -> {b} kB ({:+.2} %), slope {:+.2} % per {} requests, \
              {} idle samples {}..{} kB",
-            self.pid,
-            self.threads,
-            if self.threads == 1 { "" } else { "s" },
+            self.role,
             self.floor_growth_pct(),
             self.slope_growth_pct(),
             MEMORY_REQUESTS,
@@ -870,7 +880,11 @@ fn measure_memory(mpm: Mpm, module: Option<&Path>, target: u64) -> MemoryRun {
         .iter()
         .map(|&pid| ChildMemory {
             pid,
-            threads: threads(pid),
+            role: match (threads(pid), mpm) {
+                (1, Mpm::Prefork) => "prefork child".into(),
+                (1, _) => "mod_cgid daemon".into(),
+                (t, _) => format!("worker child ({t} threads)"),
+            },
             samples: Vec::new(),
         })
         .collect();
@@ -920,7 +934,7 @@ fn measure_memory(mpm: Mpm, module: Option<&Path>, target: u64) -> MemoryRun {
     };
     for c in &run.children {
         let rss: Vec<u64> = c.samples.iter().map(|s| s.1).collect();
-        eprintln!("child {} idle RSS samples (kB): {rss:?}", c.pid);
+        eprintln!("{}, pid {}, idle RSS samples (kB): {rss:?}", c.role, c.pid);
     }
     eprintln!("{}", run.summary());
     // Every request wrk saw answered went through both probes (a few more may have been
