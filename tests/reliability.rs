@@ -7,12 +7,12 @@
 //! traced request must report growth above the bound. How it measures, and why, is described
 //! at the "memory" section below.
 //!
-//! The default run is bounded (about 8 minutes on a 2-core machine, 3 of them for the two
-//! memory tests, plus building the `panic-test` and `leak-test` modules once);
-//! `DTPROVIDER_SOAK=1` runs the churn and memory checks longer and under every MPM. Each test
-//! prints its figures; `DTPROVIDER_REPORT=1` also writes them into README.md's "Reliability
-//! figures" section. Tests that need root, tracefs, bpftrace, wrk or strace skip loudly
-//! without them, and fail when `CI` is set.
+//! The default run is bounded: about 5 minutes on a 2-core machine, 2.5 of them for the two
+//! memory tests, plus about a minute each the first time the `panic-test` and `leak-test`
+//! modules are built; `DTPROVIDER_SOAK=1` runs the churn and memory checks longer and under
+//! every MPM. Each test prints its figures; `DTPROVIDER_REPORT=1` also writes them into
+//! README.md's "Reliability figures" section. Tests that need root, tracefs, bpftrace, wrk or
+//! strace skip loudly without them, and fail when `CI` is set.
 
 mod support;
 
