@@ -57,7 +57,7 @@ pub fn built_module() -> PathBuf {
     so
 }
 
-fn ci() -> bool {
+pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
