@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "3a6db2a59d9429cee3309e21ebbd63cf7f0e9e260246d35ab9e949b0669f802b"
+  sha256 "b620a259dbac741309bd6a4f64e6078ac1837cd4e59e463632b3821d1c734125"
   license "MIT"
 
   depends_on "rust" => :build
