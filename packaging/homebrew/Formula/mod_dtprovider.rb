@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "b620a259dbac741309bd6a4f64e6078ac1837cd4e59e463632b3821d1c734125"
+  sha256 "fb5ebb33dbdf127c6737abbf32b54d9514c1798f29f93f5dfdfd1291a4efa700"
   license "MIT"
 
   depends_on "rust" => :build
