@@ -185,21 +185,21 @@ fn real_main(o: &Opts) -> R<()> {
     let work = std::env::temp_dir().join(format!("dtprovider-bench-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
     util::mkdir(&work)?;
-    if let Some(only) = &o.only {
-        let r = measure_only(only, &sz, &root, &work, &built);
-        if !o.keep && r.is_ok() {
+    // The scratch directory goes unless --keep, or a failure wants it looked at.
+    let done = |ok: bool| {
+        if !o.keep && ok {
             let _ = fs::remove_dir_all(&work);
         } else {
             eprintln!("bench: scratch directory kept: {}", work.display());
         }
+    };
+    if let Some(only) = &o.only {
+        let r = measure_only(only, &sz, &root, &work, &built);
+        done(r.is_ok());
         return r;
     }
     let result = measure_all(o, &sz, &root, &work, &built);
-    if !o.keep && result.is_ok() {
-        let _ = fs::remove_dir_all(&work);
-    } else {
-        eprintln!("bench: scratch directory kept: {}", work.display());
-    }
+    done(result.is_ok());
     let report = result?;
 
     let out = o.out.clone().unwrap_or_else(|| {
@@ -231,14 +231,7 @@ struct Report {
 }
 
 fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> R<Report> {
-    let copy = |dir: &str| -> R<PathBuf> {
-        let d = work.join(dir);
-        util::mkdir(&d)?;
-        let p = d.join("mod_dtprovider.so");
-        fs::copy(built, &p).map_err(|e| format!("copy module: {e}"))?;
-        util::chmod(&p, 0o755)?;
-        Ok(p)
-    };
+    let copy = |dir: &str| copy_module(built, &work.join(dir));
     let module_idle = copy("mod-idle")?;
     let module_harness = copy("mod-harness")?;
     let module_load = copy("mod-load")?;
@@ -273,6 +266,16 @@ fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> 
         load_sizes: (sz.load.pairs, sz.load.secs, sz.load.threads, sz.load.conns),
         foot,
     })
+}
+
+/// A copy of the built module as `dir/mod_dtprovider.so` (each section traces or loads its
+/// own copy).
+fn copy_module(built: &Path, dir: &Path) -> R<PathBuf> {
+    util::mkdir(dir)?;
+    let p = dir.join("mod_dtprovider.so");
+    fs::copy(built, &p).map_err(|e| format!("copy module: {e}"))?;
+    util::chmod(&p, 0o755)?;
+    Ok(p)
 }
 
 fn build_floor(root: &Path, work: &Path) -> R<PathBuf> {
@@ -366,11 +369,7 @@ fn run_idle(
 
 /// `--only idle|traced`: one section at full size, figures printed, nothing written.
 fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> R<()> {
-    let d = work.join("mod");
-    util::mkdir(&d)?;
-    let module = d.join("mod_dtprovider.so");
-    fs::copy(built, &module).map_err(|e| format!("copy module: {e}"))?;
-    util::chmod(&module, 0o755)?;
+    let module = copy_module(built, &work.join("mod"))?;
     if only == "idle" {
         let floor_so = build_floor(root, work)?;
         let res = run_idle(work, &floor_so, &module, sz)?;
