@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "fb5ebb33dbdf127c6737abbf32b54d9514c1798f29f93f5dfdfd1291a4efa700"
+  sha256 "f9ee2d000a88ec2c2cd1066ba6e822b5bf4aed4555cbd15ab125505a2879f2ae"
   license "MIT"
 
   depends_on "rust" => :build
