@@ -6,8 +6,9 @@
 //! as zeroed padding now carry data. Fields may only ever be appended after offset 120.
 //! `tests::layout_is_the_contract` pins every offset.
 
-use crate::apache::{Request, Text};
+use crate::apache::{Key, Request, Text};
 use std::ffi::c_char;
+use std::mem::MaybeUninit;
 
 /// `dt_flags` bit 0: the connection runs TLS.
 pub const FLAG_TLS: u8 = 1 << 0;
@@ -42,6 +43,8 @@ pub struct DtHttpd {
     pub dt_logid: *const c_char,
 }
 
+const USER_AGENT: Key = Key::new(c"User-Agent");
+
 /// The probes' six arguments, in order: `(arg0, ..., arg5)`.
 pub type ProbeArgs = (usize, usize, usize, usize, i32, u64);
 
@@ -62,13 +65,33 @@ impl DtHttpd {
     /// sets it in its own post_read_request hook, which runs after this module's (first of
     /// all), so the lookup would cost a table walk per request and find nothing.
     pub fn start(r: Request<'_>, ev: Event) -> DtHttpd {
-        Self::build(r, r, 0, 0, r.apache_log_id(), ev)
+        *Self::start_in(&mut MaybeUninit::uninit(), r, ev)
+    }
+
+    /// [`DtHttpd::start`], written into `out`: the hooks build the payload where the probe
+    /// reads it, with no copy (copying it back from a temporary cost a store-forwarding
+    /// stall per request).
+    pub fn start_in<'p>(
+        out: &'p mut MaybeUninit<DtHttpd>,
+        r: Request<'_>,
+        ev: Event,
+    ) -> &'p DtHttpd {
+        Self::build(out, r, r, 0, 0, r.apache_log_id(), ev)
     }
 
     /// The payload for request-done. `r` is the request Apache logs (the original one of an
     /// internal-redirect chain); status and bytes come from the last request of the chain,
     /// exactly what `%>s` and `%B` log.
     pub fn done(r: Request<'_>, ev: Event) -> DtHttpd {
+        *Self::done_in(&mut MaybeUninit::uninit(), r, ev)
+    }
+
+    /// [`DtHttpd::done`], written into `out` (see [`DtHttpd::start_in`]).
+    pub fn done_in<'p>(
+        out: &'p mut MaybeUninit<DtHttpd>,
+        r: Request<'_>,
+        ev: Event,
+    ) -> &'p DtHttpd {
         let orig = r.original();
         let last = r.last();
         let mut ev = ev;
@@ -77,24 +100,25 @@ impl DtHttpd {
         }
         let status = u16::try_from(last.status()).unwrap_or(0);
         let logid = log_id(orig, last);
-        Self::build(orig, last, status, last.bytes_sent(), logid, ev)
+        Self::build(out, orig, last, status, last.bytes_sent(), logid, ev)
     }
 
-    fn build(
+    fn build<'p>(
+        out: &'p mut MaybeUninit<DtHttpd>,
         orig: Request<'_>,
         last: Request<'_>,
         status: u16,
         bytes: u64,
         logid: Text<'_>,
         ev: Event,
-    ) -> DtHttpd {
+    ) -> &'p DtHttpd {
         let conn = orig.connection().or_else(|| last.connection());
         let start = orig.request_time();
         let mut flags = ev.flags;
         if conn.is_some_and(|c| c.is_tls()) {
             flags |= FLAG_TLS;
         }
-        DtHttpd {
+        out.write(DtHttpd {
             dt_rqid: ev.id,
             dt_status: status,
             dt_lport: conn.map_or(0, |c| c.local_port()),
@@ -109,12 +133,12 @@ impl DtHttpd {
             dt_raddr: conn.map_or(Text::EMPTY, |c| c.client_ip()).as_ptr(),
             dt_method: orig.method().as_ptr(),
             dt_uri: orig.unparsed_uri().as_ptr(),
-            dt_agent: orig.header_in(c"User-Agent").as_ptr(),
+            dt_agent: orig.header_in(USER_AGENT).as_ptr(),
             dt_host: orig.hostname().as_ptr(),
             dt_protocol: orig.protocol().as_ptr(),
             dt_client: orig.useragent_ip().as_ptr(),
             dt_logid: logid.as_ptr(),
-        }
+        })
     }
 
     /// The six probe arguments for this payload; `self` must stay where it is while the

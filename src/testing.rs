@@ -39,7 +39,8 @@ impl FakeTable {
         self.entries.push(ffi::apr_table_entry_t {
             key: k.as_ptr() as *mut c_char,
             val: v.as_ptr() as *mut c_char,
-            key_checksum: 0,
+            // What apr_table_add stores (the module filters on it, as apr_table_get does).
+            key_checksum: crate::apache::apr_key_checksum(k.as_bytes()),
         });
         self.strings.push((k, v));
         self.arr.nelts = self.entries.len() as c_int;
