@@ -239,6 +239,7 @@ pub const fn apr_key_checksum(key: &[u8]) -> u32 {
 /// under perf, and comparing every key byte by byte was most of what remained. Should the
 /// table not have the layout the module was built against (checked by its element size),
 /// it asks `apr_table_get`.
+#[inline(always)] // `key` is a constant at every call: inlined, its compare unrolls
 fn table_get<'a>(t: *const ffi::apr_table_t, key: Key) -> Text<'a> {
     if t.is_null() {
         return Text::EMPTY;
@@ -273,12 +274,20 @@ fn table_get<'a>(t: *const ffi::apr_table_t, key: Key) -> Text<'a> {
 ///
 /// # Safety
 /// `s` points at a NUL-terminated string.
-#[inline]
+#[inline(always)]
 unsafe fn key_is(s: *const c_char, key: &[u8]) -> bool {
     let s = s as *const u8;
     for (i, &k) in key.iter().enumerate() {
         // SAFETY: every byte before this one matched a non-NUL key byte, so `s` has not ended.
-        if !unsafe { *s.add(i) }.eq_ignore_ascii_case(&k) {
+        let b = unsafe { *s.add(i) };
+        // `eq_ignore_ascii_case`, in fewer instructions once `key` is a constant: a letter
+        // matches both of its cases (they differ only in bit 5), anything else only itself.
+        let same = if k.is_ascii_alphabetic() {
+            b | 0x20 == k | 0x20
+        } else {
+            b == k
+        };
+        if !same {
             return false; // also where `s` ends early: its NUL matches no key byte
         }
     }
