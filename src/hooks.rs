@@ -349,8 +349,37 @@ mod tests {
         assert!(unsafe { slot.read() }.is_null());
     }
 
+    /// The tests that seed the process-wide id counter must not run at the same time.
+    static SEEDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn ids_are_unique_across_threads_and_increase_along_each() {
+        let _one_at_a_time = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        seed_ids(77);
+        let per_thread = 3 * ID_BLOCK as usize + 5; // several blocks each, and a partial one
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(move || (0..per_thread).map(|_| next_id()).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = std::collections::HashSet::new();
+        for t in threads {
+            let ids = t.join().unwrap();
+            assert!(
+                ids.windows(2).all(|w| w[0] < w[1]),
+                "ids must increase along a thread"
+            );
+            for id in ids {
+                assert_eq!(id >> 40, 77, "{id:#x} lacks the pid");
+                assert!(all.insert(id), "{id:#x} handed out twice");
+            }
+        }
+        assert_eq!(all.len(), 4 * per_thread);
+    }
+
     #[test]
     fn ids_carry_the_pid_and_increase() {
+        let _one_at_a_time = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
         seed_ids(4242);
         let a = next_id();
         let b = next_id();
