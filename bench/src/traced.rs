@@ -1,12 +1,18 @@
 //! Sections 2 and 3, traced cost and allocations: `bench/c/harness.c` drives the module's hooks and a
 //! floor library's hooks (one bare empty USDT probe each) over a realistic request, in
 //! alternating rounds, first with nobody tracing, then with bpftrace counting all four probes.
+//! The whole sequence runs in several passes, each in fresh harness processes (and a fresh
+//! bpftrace), because a shared VM drifts between slower and faster phases over tens of
+//! seconds: one pass's ratio is a sample of one phase, and the spread of the passes' ratios
+//! shows how far apart phases land.
 
 use crate::util::{self, R, Tracer};
 use std::path::Path;
 use std::process::Command;
 
 pub struct Sizes {
+    /// Passes of (not traced, enabled without tracer, traced), each in new processes.
+    pub passes: usize,
     pub rounds: usize,
     pub iters: usize,
 }
@@ -25,6 +31,17 @@ pub struct HarnessRun {
 }
 
 impl HarnessRun {
+    /// Adds another pass's rounds and counts to this one (`clock_ns` is left to the caller).
+    fn absorb(&mut self, other: HarnessRun) {
+        self.module_ns.extend(other.module_ns);
+        self.floor_ns.extend(other.floor_ns);
+        self.calls_module += other.calls_module;
+        self.calls_floor += other.calls_floor;
+        self.allocs_module += other.allocs_module;
+        self.allocs_floor += other.allocs_floor;
+        self.logged += other.logged;
+    }
+
     /// Per-round module/floor ratios.
     pub fn ratios(&self) -> Vec<f64> {
         self.module_ns
@@ -42,12 +59,12 @@ pub struct TracedResult {
     pub traced: HarnessRun,
     /// (module start, module done, floor start, floor done) events bpftrace counted.
     pub events: (u64, u64, u64, u64),
+    /// Each pass's traced ratio (the median of its rounds), in pass order.
+    pub pass_ratios: Vec<f64>,
 }
 
 pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<TracedResult> {
-    let idle = run_harness(harness, module, floor, sz, None)?;
     let raise = semaphore_offsets(module)?;
-    let raised = run_harness(harness, module, floor, sz, Some(&raise))?;
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
          usdt:{m}:httpd:request-start {{ @ms = count(); }}\n\
@@ -58,30 +75,52 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
         f = floor.display()
     );
     let dir = harness.parent().unwrap().join("bt-harness");
-    let tracer = Tracer::start(&script, &dir)?;
-    let traced = run_harness(harness, module, floor, sz, None);
-    let out = tracer.stop()?;
-    let traced = traced?;
-    let events = (
-        util::bt_count(&out, "ms"),
-        util::bt_count(&out, "md"),
-        util::bt_count(&out, "fs"),
-        util::bt_count(&out, "fd"),
-    );
-    // Machinery check: every call was seen, or the figures are not of a traced run.
-    let (m, f) = (traced.calls_module, traced.calls_floor);
-    if events != (m, m, f, f) {
-        return Err(format!(
-            "bpftrace counted {events:?} events for {m} module and {f} floor requests: \
-             the traced run was not (fully) traced\n{out}"
-        ));
+    let mut res = TracedResult {
+        idle: HarnessRun::default(),
+        raised: HarnessRun::default(),
+        traced: HarnessRun::default(),
+        events: (0, 0, 0, 0),
+        pass_ratios: Vec::new(),
+    };
+    let mut clocks: [Vec<f64>; 3] = Default::default();
+    for _ in 0..sz.passes {
+        let idle = run_harness(harness, module, floor, sz, None)?;
+        let raised = run_harness(harness, module, floor, sz, Some(&raise))?;
+        let tracer = Tracer::start(&script, &dir)?;
+        let traced = run_harness(harness, module, floor, sz, None);
+        let out = tracer.stop()?;
+        let traced = traced?;
+        let events = (
+            util::bt_count(&out, "ms"),
+            util::bt_count(&out, "md"),
+            util::bt_count(&out, "fs"),
+            util::bt_count(&out, "fd"),
+        );
+        // Machinery check: every call was seen, or the figures are not of a traced run.
+        let (m, f) = (traced.calls_module, traced.calls_floor);
+        if events != (m, m, f, f) {
+            return Err(format!(
+                "bpftrace counted {events:?} events for {m} module and {f} floor requests: \
+                 the traced run was not (fully) traced\n{out}"
+            ));
+        }
+        res.events.0 += events.0;
+        res.events.1 += events.1;
+        res.events.2 += events.2;
+        res.events.3 += events.3;
+        res.pass_ratios.push(util::median(&traced.ratios()));
+        for (i, run) in [idle, raised, traced].into_iter().enumerate() {
+            clocks[i].push(run.clock_ns);
+            [&mut res.idle, &mut res.raised, &mut res.traced][i].absorb(run);
+        }
     }
-    Ok(TracedResult {
-        idle,
-        raised,
-        traced,
-        events,
-    })
+    for (run, c) in [&mut res.idle, &mut res.raised, &mut res.traced]
+        .into_iter()
+        .zip(&clocks)
+    {
+        run.clock_ns = util::median(c);
+    }
+    Ok(res)
 }
 
 /// The module's two semaphores as offsets from its load address, `start,done` in hex, read
