@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "bbd1e5d6e4f1a8d0f603ba3bb54fb64313de573016f5e70c4ff0dd9e01222eda"
+  sha256 "ee40eac9a4d7d65627a09864ebdcef9f06e654e5789501651b154427815e888a"
   license "MIT"
 
   depends_on "rust" => :build
