@@ -13,9 +13,9 @@
 //!
 //! Request ids: request-start takes the next id from its thread's block of a per-process
 //! counter (seeded with the pid in the high bits, so ids are unique on the host) and keeps
-//! it in this module's `r->request_config` slot, as an integer, not an allocation. request-done reads it back
-//! from the original request. The slot also tells request-done whether the request ever
-//! reached request-start.
+//! it in this module's `r->request_config` slot, as an integer, not an allocation.
+//! request-done reads it back from the original request. The slot also tells request-done
+//! whether the request ever reached request-start.
 
 use crate::apache::{self, Request};
 use crate::ffi;
