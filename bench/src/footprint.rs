@@ -13,6 +13,12 @@ pub struct FootprintResult {
     pub stripped_bytes: u64,
     /// The fully stripped reference cdylib (see the module doc).
     pub reference_stripped_bytes: u64,
+    /// The same reference built with the smallest settings stable Rust offers
+    /// ([`SMALLEST_PROFILE`], [`SMALLEST_LINK_ARGS`]): a lower bound for any std cdylib.
+    pub smallest_stripped_bytes: u64,
+    /// The module itself built with every size setting it can use (all of the above but
+    /// `panic = "abort"`), fully stripped: the least it could weigh.
+    pub module_smallest_stripped_bytes: u64,
     /// Rss and Private_Dirty (KiB) of the module's own mappings in a child, median of children.
     pub mapped_rss_kib: f64,
     pub mapped_private_dirty_kib: f64,
@@ -33,11 +39,15 @@ pub fn measure(root: &Path, work: &Path, built: &Path, module: &Path) -> R<Footp
 
     let (with, mapped) = children_rss(&work.join("rss-with"), Some(module))?;
     let (without, _) = children_rss(&work.join("rss-without"), None)?;
-    let reference = reference_cdylib(root, &work.join("reference-cdylib"))?;
+    let reference = reference_cdylib(root, &work.join("reference-cdylib"), Settings::Workspace)?;
+    let smallest = reference_cdylib(root, &work.join("smallest-cdylib"), Settings::Smallest)?;
+    let module_smallest = smallest_module(root, &work.join("smallest-module"))?;
     Ok(FootprintResult {
         built_bytes: size(built)?,
         stripped_bytes: size(&stripped)?,
         reference_stripped_bytes: size(&reference)?,
+        smallest_stripped_bytes: size(&smallest)?,
+        module_smallest_stripped_bytes: size(&module_smallest)?,
         mapped_rss_kib: util::median(&mapped.iter().map(|m| m.0).collect::<Vec<_>>()),
         mapped_private_dirty_kib: util::median(&mapped.iter().map(|m| m.1).collect::<Vec<_>>()),
         child_rss_with_kib: util::median(&with),
@@ -57,11 +67,75 @@ fn strip_all(from: &Path, to: &Path) -> R<()> {
     .map(|_| ())
 }
 
-/// Builds the reference cdylib with the workspace's `[profile.release]` lines copied verbatim,
-/// and returns its fully stripped file.
-fn reference_cdylib(root: &Path, dir: &Path) -> R<std::path::PathBuf> {
+/// How the reference cdylib is built.
+#[derive(Clone, Copy, PartialEq)]
+enum Settings {
+    /// The workspace's `[profile.release]` lines, copied verbatim.
+    Workspace,
+    /// [`SMALLEST_PROFILE`] and [`SMALLEST_LINK_ARGS`].
+    Smallest,
+}
+
+/// Every size-reducing profile setting stable Cargo has (and `panic = "abort"`, which the
+/// module cannot use: it would make a panic take Apache down).
+pub const SMALLEST_PROFILE: &str =
+    "lto = \"fat\"\ncodegen-units = 1\nopt-level = \"z\"\npanic = \"abort\"\nstrip = true";
+
+/// Linker options that shrink an ELF shared object: packed relative relocations (DT_RELR),
+/// no page-aligned segment split between code and read-only data, identical code folding.
+pub const SMALLEST_LINK_ARGS: [&str; 3] = [
+    "-Wl,-z,pack-relative-relocs",
+    "-Wl,-z,noseparate-code",
+    "-Wl,--icf=all",
+];
+
+/// Cargo with `rustflags` passed as the only RUSTFLAGS (none from the environment).
+fn cargo_with_rustflags(rustflags: &[String]) -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut c = Command::new(cargo);
+    c.env_remove("RUSTFLAGS")
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR");
+    c
+}
+
+fn smallest_link_rustflags() -> Vec<String> {
+    SMALLEST_LINK_ARGS
+        .iter()
+        .map(|a| format!("-Clink-arg={a}"))
+        .collect()
+}
+
+/// Builds mod_dtprovider itself (in its own target directory) with [`SMALLEST_PROFILE`]
+/// except `panic = "abort"`, and [`SMALLEST_LINK_ARGS`]; returns the fully stripped file.
+fn smallest_module(root: &Path, dir: &Path) -> R<std::path::PathBuf> {
+    util::mkdir(dir)?;
+    let mut cmd = cargo_with_rustflags(&smallest_link_rustflags());
+    cmd.args([
+        "build",
+        "--release",
+        "--offline",
+        "--quiet",
+        "-p",
+        "mod_dtprovider",
+    ])
+    .arg("--target-dir")
+    .arg(dir.join("target"))
+    .current_dir(root);
+    for line in SMALLEST_PROFILE.lines().filter(|l| !l.starts_with("panic")) {
+        cmd.arg("--config").arg(format!("profile.release.{line}"));
+    }
+    util::run(&mut cmd)?;
+    let stripped = dir.join("mod_dtprovider.smallest.so");
+    strip_all(&dir.join("target/release/libmod_dtprovider.so"), &stripped)?;
+    Ok(stripped)
+}
+
+/// Builds the reference cdylib (see [`Settings`]) and returns its fully stripped file.
+fn reference_cdylib(root: &Path, dir: &Path, settings: Settings) -> R<std::path::PathBuf> {
     let manifest = fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
-    let profile: Vec<&str> = manifest
+    let mut profile: Vec<&str> = manifest
         .lines()
         .skip_while(|l| l.trim() != "[profile.release]")
         .skip(1)
@@ -70,6 +144,9 @@ fn reference_cdylib(root: &Path, dir: &Path) -> R<std::path::PathBuf> {
         .collect();
     if profile.is_empty() {
         return Err("no [profile.release] in the workspace's Cargo.toml".into());
+    }
+    if settings == Settings::Smallest {
+        profile = SMALLEST_PROFILE.lines().collect();
     }
     util::mkdir(&dir.join("src"))?;
     util::write(
@@ -85,13 +162,13 @@ fn reference_cdylib(root: &Path, dir: &Path) -> R<std::path::PathBuf> {
         "#[unsafe(no_mangle)]\npub extern \"C\" fn reference(x: *const u8) -> u8 {\n    \
          if x.is_null() { 0 } else { unsafe { *x } }\n}\n",
     )?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let rustflags = match settings {
+        Settings::Workspace => Vec::new(),
+        Settings::Smallest => smallest_link_rustflags(),
+    };
     util::run(
-        Command::new(cargo)
+        cargo_with_rustflags(&rustflags)
             .args(["build", "--release", "--offline", "--quiet"])
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_TARGET_DIR")
-            .env_remove("CARGO_BUILD_TARGET_DIR")
             .current_dir(dir),
     )?;
     let stripped = dir.join("reference.stripped.so");
