@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "ee40eac9a4d7d65627a09864ebdcef9f06e654e5789501651b154427815e888a"
+  sha256 "ee2e0440ecbc1202b6ae979ec8ceec8d246ace67bcd94c82f4205ecfa3277c89"
   license "MIT"
 
   depends_on "rust" => :build
