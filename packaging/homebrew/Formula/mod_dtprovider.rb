@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "ee2e0440ecbc1202b6ae979ec8ceec8d246ace67bcd94c82f4205ecfa3277c89"
+  sha256 "0dc8ce3f61cd4abd95f4b7657d401cc7a971d6c78d94551e5c003ce8c51246e8"
   license "MIT"
 
   depends_on "rust" => :build
