@@ -741,7 +741,14 @@ impl Report {
              reads for the latency arguments, the User-Agent and log-id lookups, the payload). \
              One clock read (`apr_time_now()`, which is `gettimeofday`) costs {:.1} ns on this \
              machine. \
-             Timings are wall-clock on a shared machine: the quartiles show the spread.\n",
+             Timings are wall-clock on a shared machine: the quartiles show the spread. The \
+             \"not traced\" row times the two idle paths, a few instructions each (section 1 \
+             counts them exactly), so a difference there of under a nanosecond is the code's \
+             placement: on Intel CPUs a branch that crosses or ends on a 32-byte boundary is \
+             decoded more slowly (the JCC erratum), and where the module's hooks land moves \
+             with every change to the rest of the file (building with LLVM's \
+             `-x86-branches-within-32B-boundaries` padding brings this row to 1.000, for 8 KB \
+             more code).\n",
             self.traced.events.0,
             self.traced.events.1,
             self.traced.events.2,
