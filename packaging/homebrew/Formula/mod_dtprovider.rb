@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "0dc8ce3f61cd4abd95f4b7657d401cc7a971d6c78d94551e5c003ce8c51246e8"
+  sha256 "79ce9df6c4b9e7af7d3ceac494e2f42f53224827f5b9644083591d6d121a5bef"
   license "MIT"
 
   depends_on "rust" => :build
