@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "79ce9df6c4b9e7af7d3ceac494e2f42f53224827f5b9644083591d6d121a5bef"
+  sha256 "15c7a9e0f1e88091cb9de9ee3f2092bbd790eb34f7729d9a06dc5d864300e4d0"
   license "MIT"
 
   depends_on "rust" => :build
