@@ -210,9 +210,10 @@ impl Key {
 }
 
 /// APR's `COMPUTE_KEY_CHECKSUM` (apr_tables.c): the first four bytes, big-endian, stopping
-/// at the NUL, each widened from a (signed) `char`, then `& 0xdfdfdfdf`. Every entry APR
-/// adds to a table carries this checksum of its key, and `apr_table_get` compares it before
-/// comparing the key.
+/// at the NUL, each widened from a C `char` (sign-extended where `char` is signed, as on
+/// x86-64; not on aarch64 Linux), then `& 0xdfdfdfdf`. Every entry APR adds to a table
+/// carries this checksum of its key, and `apr_table_get` compares it before comparing the
+/// key. (Only ASCII keys are looked up, whose checksum is the same either way.)
 pub const fn apr_key_checksum(key: &[u8]) -> u32 {
     let mut sum: u32 = 0;
     let mut c: u32 = 1;
@@ -220,7 +221,7 @@ pub const fn apr_key_checksum(key: &[u8]) -> u32 {
     while i < 4 {
         if c != 0 {
             c = if i < key.len() {
-                key[i] as i8 as i32 as u32 // C's `(apr_uint32_t)*k` on a signed char
+                key[i] as c_char as i32 as u32 // C's `(apr_uint32_t)*k`
             } else {
                 0
             };
