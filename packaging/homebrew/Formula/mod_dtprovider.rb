@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "15c7a9e0f1e88091cb9de9ee3f2092bbd790eb34f7729d9a06dc5d864300e4d0"
+  sha256 "5f2a247c1e1951a0f9c9be5e191a36c605adf10b492ba1ab55925b79a2eda123"
   license "MIT"
 
   depends_on "rust" => :build
