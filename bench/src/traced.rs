@@ -109,9 +109,10 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
         res.events.2 += events.2;
         res.events.3 += events.3;
         res.pass_ratios.push(util::median(&traced.ratios()));
-        for (i, run) in [idle, raised, traced].into_iter().enumerate() {
-            clocks[i].push(run.clock_ns);
-            [&mut res.idle, &mut res.raised, &mut res.traced][i].absorb(run);
+        let all = [&mut res.idle, &mut res.raised, &mut res.traced];
+        for ((acc, clock), run) in all.into_iter().zip(&mut clocks).zip([idle, raised, traced]) {
+            clock.push(run.clock_ns);
+            acc.absorb(run);
         }
     }
     for (run, c) in [&mut res.idle, &mut res.raised, &mut res.traced]
