@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "5f2a247c1e1951a0f9c9be5e191a36c605adf10b492ba1ab55925b79a2eda123"
+  sha256 "5b8cb64798ce1ca3e034eb160c85dc78e2c606010766e1901f145008256e0c6d"
   license "MIT"
 
   depends_on "rust" => :build
