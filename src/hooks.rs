@@ -153,20 +153,24 @@ unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
 #[cold]
 #[inline(never)]
 extern "C" fn start_traced(r: *mut ffi::request_rec) -> c_int {
-    // SAFETY: Apache passes a valid request_rec (or NULL, which as_ref handles).
-    let server = unsafe { r.as_ref().and_then(|r| r.server.as_ref()) };
-    guarded("request-start", server, || unsafe { on_request_start(r) });
-    // Opaque to the optimizer: were the result a known constant, the hook would call this
-    // function, ignore its result, and return the constant itself (a call, not a tail jump).
-    std::hint::black_box(ffi::DECLINED)
+    traced("request-start", r, on_request_start)
 }
 
 #[cold]
 #[inline(never)]
 extern "C" fn done_traced(r: *mut ffi::request_rec) -> c_int {
-    // SAFETY: as above.
+    traced("request-done", r, on_request_done)
+}
+
+/// The enabled body of a request hook: `body` under [`guarded`], then the hook's result.
+#[inline(always)]
+fn traced(hook: &str, r: *mut ffi::request_rec, body: unsafe fn(*mut ffi::request_rec)) -> c_int {
+    // SAFETY: Apache passes a valid request_rec (or NULL, which as_ref handles).
     let server = unsafe { r.as_ref().and_then(|r| r.server.as_ref()) };
-    guarded("request-done", server, || unsafe { on_request_done(r) });
+    // SAFETY: `body` is on_request_start or on_request_done, which accept what Apache passes.
+    guarded(hook, server, || unsafe { body(r) });
+    // Opaque to the optimizer: were the result a known constant, the hook would call its
+    // enabled body, ignore the result, and return the constant itself (a call, not a jump).
     std::hint::black_box(ffi::DECLINED)
 }
 
