@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "5b8cb64798ce1ca3e034eb160c85dc78e2c606010766e1901f145008256e0c6d"
+  sha256 "00e4150d83ca8e5284ea9c02fd5edabe44ea22935ef42722cb56988c057c214b"
   license "MIT"
 
   depends_on "rust" => :build
