@@ -68,7 +68,7 @@ fn strip_all(from: &Path, to: &Path) -> R<()> {
 }
 
 /// How the reference cdylib is built.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Settings {
     /// The workspace's `[profile.release]` lines, copied verbatim.
     Workspace,
@@ -134,20 +134,27 @@ fn smallest_module(root: &Path, dir: &Path) -> R<std::path::PathBuf> {
 
 /// Builds the reference cdylib (see [`Settings`]) and returns its fully stripped file.
 fn reference_cdylib(root: &Path, dir: &Path, settings: Settings) -> R<std::path::PathBuf> {
-    let manifest = fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
-    let mut profile: Vec<&str> = manifest
-        .lines()
-        .skip_while(|l| l.trim() != "[profile.release]")
-        .skip(1)
-        .take_while(|l| !l.trim_start().starts_with('['))
-        .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-        .collect();
-    if profile.is_empty() {
-        return Err("no [profile.release] in the workspace's Cargo.toml".into());
-    }
-    if settings == Settings::Smallest {
-        profile = SMALLEST_PROFILE.lines().collect();
-    }
+    let manifest;
+    let (profile, rustflags): (Vec<&str>, Vec<String>) = match settings {
+        Settings::Workspace => {
+            manifest = fs::read_to_string(root.join("Cargo.toml")).map_err(|e| e.to_string())?;
+            let profile: Vec<&str> = manifest
+                .lines()
+                .skip_while(|l| l.trim() != "[profile.release]")
+                .skip(1)
+                .take_while(|l| !l.trim_start().starts_with('['))
+                .filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .collect();
+            if profile.is_empty() {
+                return Err("no [profile.release] in the workspace's Cargo.toml".into());
+            }
+            (profile, Vec::new())
+        }
+        Settings::Smallest => (
+            SMALLEST_PROFILE.lines().collect(),
+            smallest_link_rustflags(),
+        ),
+    };
     util::mkdir(&dir.join("src"))?;
     util::write(
         &dir.join("Cargo.toml"),
@@ -162,10 +169,6 @@ fn reference_cdylib(root: &Path, dir: &Path, settings: Settings) -> R<std::path:
         "#[unsafe(no_mangle)]\npub extern \"C\" fn reference(x: *const u8) -> u8 {\n    \
          if x.is_null() { 0 } else { unsafe { *x } }\n}\n",
     )?;
-    let rustflags = match settings {
-        Settings::Workspace => Vec::new(),
-        Settings::Smallest => smallest_link_rustflags(),
-    };
     util::run(
         cargo_with_rustflags(&rustflags)
             .args(["build", "--release", "--offline", "--quiet"])

@@ -410,7 +410,7 @@ fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) 
                 run.clock_ns
             );
         }
-        let (lo, hi) = min_max(&tr.pass_ratios);
+        let (lo, hi) = util::min_max(&tr.pass_ratios);
         println!(
             "traced ratio of each of {} passes: {lo:.3} to {hi:.3}",
             tr.pass_ratios.len()
@@ -506,12 +506,6 @@ fn environment(root: &Path) -> Vec<(String, String)> {
     ]
 }
 
-/// The smallest and largest of `v` (NaN, NaN when empty).
-fn min_max(v: &[f64]) -> (f64, f64) {
-    v.iter()
-        .fold((f64::NAN, f64::NAN), |(lo, hi), &x| (lo.min(x), hi.max(x)))
-}
-
 fn verdict(met: bool) -> &'static str {
     if met { "**MET**" } else { "**MISSED**" }
 }
@@ -557,7 +551,7 @@ impl Report {
         let max_noise = self.idle.iter().map(|r| r.noise()).fold(0.0, f64::max);
         let tr = &self.traced.traced;
         let ratio = util::median(&tr.ratios());
-        let (pass_lo, pass_hi) = min_max(&self.traced.pass_ratios);
+        let (pass_lo, pass_hi) = util::min_max(&self.traced.pass_ratios);
         let allocs = tr.allocs_module;
         let fidelity_ok = self
             .load
@@ -719,7 +713,7 @@ impl Report {
 
         // ---- 2. traced
         let (passes, rounds, iters) = self.traced_sizes;
-        let (pass_lo, pass_hi) = min_max(&self.traced.pass_ratios);
+        let (pass_lo, pass_hi) = util::min_max(&self.traced.pass_ratios);
         let idle = &self.traced.idle;
         let _ = writeln!(w, "\n## 2. Traced cost (ns per request, both hooks)\n");
         let _ = writeln!(
