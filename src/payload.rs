@@ -159,7 +159,11 @@ impl DtHttpd {
     pub fn args(&self) -> ProbeArgs {
         // SAFETY: an empty instruction sequence; it only claims that it may read `*self`.
         unsafe {
-            std::arch::asm!("/* {0}: the probe reads the payload here */", in(reg) self as *const DtHttpd, options(nostack, preserves_flags, readonly));
+            std::arch::asm!(
+                "/* {0}: the probe reads the payload here */",
+                in(reg) self as *const DtHttpd,
+                options(nostack, preserves_flags, readonly),
+            );
         }
         (
             self as *const DtHttpd as usize,
