@@ -15,11 +15,12 @@
 //! counter (seeded with the pid in the high bits, so ids are unique on the host) and keeps
 //! it in this module's `r->request_config` slot, as an integer, not an allocation.
 //! request-done reads it back from the original request. The slot also tells request-done
-//! whether the request ever reached request-start.
+//! whether the request ever reached request-start, and whether its connection runs TLS (so
+//! that Apache's ssl_conn_is_ssl hooks run once per traced request, not twice); see `Mark`.
 
 use crate::apache::{self, Request};
 use crate::ffi;
-use crate::payload::{DtHttpd, Event, FLAG_NO_START};
+use crate::payload::{DtHttpd, Event, FLAG_NO_START, FLAG_TLS};
 use crate::probes;
 use std::any::Any;
 use std::cell::Cell;
@@ -30,8 +31,40 @@ use std::ptr;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// The slot value that says "request-start ran while request-start itself was not traced".
-const REACHED_START: usize = usize::MAX;
+/// What request-start leaves in this module's slot of `r->request_config` for request-done:
+/// an integer, never an allocation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mark {
+    /// request-start never ran for this request (Apache rejected it while reading it).
+    NoStart,
+    /// request-start ran, but its probe was not traced: no id was taken.
+    Untraced,
+    /// request-start fired with this id, on a connection that runs TLS or not.
+    Fired { id: u64, tls: bool },
+}
+
+impl Mark {
+    /// The slot's value: 0, all ones, or `id << 1 | tls` (ids are below 2^63: a pid of at
+    /// most 22 bits above 40 bits of count; the module is 64-bit only).
+    fn encode(self) -> usize {
+        match self {
+            Mark::NoStart => 0,
+            Mark::Untraced => usize::MAX,
+            Mark::Fired { id, tls } => ((id as usize) << 1) | usize::from(tls),
+        }
+    }
+
+    fn decode(v: usize) -> Mark {
+        match v {
+            0 => Mark::NoStart,
+            usize::MAX => Mark::Untraced,
+            v => Mark::Fired {
+                id: (v >> 1) as u64,
+                tls: v & 1 != 0,
+            },
+        }
+    }
+}
 
 /// Request ids are handed out to threads in blocks of this many, so that taking one is a
 /// thread-local increment rather than a locked instruction on a shared counter (its
@@ -189,20 +222,25 @@ unsafe fn on_request_start(r: *mut ffi::request_rec) {
 
     // Written in place by the closure (the probe's arg0 points here).
     let mut payload = MaybeUninit::<DtHttpd>::uninit();
-    let mut id = 0u64;
+    let mut mark = Mark::Untraced;
     crate::httpd::request__start!(|| {
-        id = next_id();
+        let id = next_id();
         let ev = Event {
             id,
             flags: 0,
             now_us: apache::now_us(),
+            tls: None,
         };
-        DtHttpd::start_in(&mut payload, req, ev).args()
+        let p = DtHttpd::start_in(&mut payload, req, ev);
+        mark = Mark::Fired {
+            id,
+            tls: p.dt_flags & FLAG_TLS != 0,
+        };
+        p.args()
     });
     if let Some(slot) = req.config_slot(module_index()) {
-        let mark = if id != 0 { id as usize } else { REACHED_START };
         // SAFETY: our own slot of this request's config vector.
-        unsafe { slot.write(mark as *mut c_void) };
+        unsafe { slot.write(mark.encode() as *mut c_void) };
     }
 }
 
@@ -226,15 +264,16 @@ unsafe fn on_request_done(r: *mut ffi::request_rec) {
         let mark = orig
             .config_slot(module_index())
             .map_or(0, |slot| unsafe { slot.read() } as usize);
-        let (id, flags) = match mark {
-            0 => (next_id(), FLAG_NO_START),
-            REACHED_START => (next_id(), 0),
-            id => (id as u64, 0),
+        let (id, flags, tls) = match Mark::decode(mark) {
+            Mark::NoStart => (next_id(), FLAG_NO_START, None),
+            Mark::Untraced => (next_id(), 0, None),
+            Mark::Fired { id, tls } => (id, 0, Some(tls)),
         };
         let ev = Event {
             id,
             flags,
             now_us: apache::now_us(),
+            tls,
         };
         DtHttpd::done_in(&mut payload, orig, ev).args()
     });
@@ -348,7 +387,36 @@ mod tests {
         unsafe { on_request_start(f.request_mut() as *mut _) };
         let slot = f.request().config_slot(module_index()).unwrap();
         // No tracer here: request-start did not fire, but the mark is set.
-        assert_eq!(unsafe { slot.read() } as usize, REACHED_START);
+        assert_eq!(
+            Mark::decode(unsafe { slot.read() } as usize),
+            Mark::Untraced
+        );
+    }
+
+    #[test]
+    fn marks_survive_the_slot() {
+        let pid_max = 1u64 << 22; // Linux's highest pid_max
+        for mark in [
+            Mark::NoStart,
+            Mark::Untraced,
+            Mark::Fired { id: 1, tls: false },
+            Mark::Fired { id: 1, tls: true },
+            Mark::Fired {
+                id: (77 << 40) | 4097,
+                tls: true,
+            },
+            Mark::Fired {
+                id: (pid_max << 40) | ((1 << 40) - 1),
+                tls: false,
+            },
+            Mark::Fired {
+                id: (pid_max << 40) | ((1 << 40) - 1),
+                tls: true,
+            },
+        ] {
+            assert_eq!(Mark::decode(mark.encode()), mark, "{mark:?}");
+        }
+        assert_eq!(Mark::NoStart.encode(), 0, "an untouched slot is NULL");
     }
 
     #[test]

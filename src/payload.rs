@@ -57,6 +57,9 @@ pub struct Event {
     pub flags: u8,
     /// The current time, microseconds since the epoch.
     pub now_us: i64,
+    /// Whether the connection runs TLS, when the hook already knows it (request-done of a
+    /// request whose request-start fired: request-start recorded it). `None`: ask Apache.
+    pub tls: Option<bool>,
 }
 
 impl DtHttpd {
@@ -119,7 +122,9 @@ impl DtHttpd {
         let conn = orig.connection().or_else(|| last.connection());
         let start = orig.request_time();
         let mut flags = ev.flags;
-        if conn.is_some_and(|c| c.is_tls()) {
+        // `ap_ssl_conn_is_ssl` runs Apache's ssl_conn_is_ssl hooks (mod_ssl's among them):
+        // asked once per request, at the first probe that fires.
+        if ev.tls.unwrap_or_else(|| conn.is_some_and(|c| c.is_tls())) {
             flags |= FLAG_TLS;
         }
         out.write(DtHttpd {
@@ -278,6 +283,7 @@ mod tests {
             id,
             flags: 0,
             now_us: now,
+            tls: None,
         }
     }
 
@@ -334,6 +340,7 @@ mod tests {
                 id: 9,
                 flags: FLAG_NO_START,
                 now_us: 5,
+                tls: None,
             },
         );
         for s in [
@@ -402,6 +409,26 @@ mod tests {
         let p = DtHttpd::start(f.request(), ev(1, 0));
         assert_eq!(p.dt_ipver, 4);
         assert_eq!(p.dt_flags, FLAG_TLS);
+    }
+
+    #[test]
+    fn a_known_tls_state_is_used_instead_of_asking_apache() {
+        let mut f = FakeRequest::new();
+        f.conn("127.0.0.1", 443, "127.0.0.2", 1, true);
+        let known = |tls| Event {
+            tls: Some(tls),
+            ..ev(1, 0)
+        };
+        // The fake ap_ssl_conn_is_ssl says TLS; what the hook passes wins.
+        assert_eq!(DtHttpd::done(f.request(), known(false)).dt_flags, 0);
+        assert_eq!(DtHttpd::done(f.request(), known(true)).dt_flags, FLAG_TLS);
+        assert_eq!(DtHttpd::done(f.request(), ev(1, 0)).dt_flags, FLAG_TLS);
+        let mut plain = FakeRequest::new();
+        plain.conn("127.0.0.1", 80, "127.0.0.2", 1, false);
+        assert_eq!(
+            DtHttpd::done(plain.request(), known(true)).dt_flags,
+            FLAG_TLS
+        );
     }
 
     #[test]
