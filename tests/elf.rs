@@ -86,6 +86,22 @@ fn module_file_is_what_tracers_need() {
         );
         assert_ne!(n.pc, 0);
         assert_ne!(n.sema, 0, "{} has no semaphore", n.name);
+        // The site is a 5-byte NOP (build.rs widens usdt's `nop`), which Linux 6.18 and later
+        // trace through a trampoline call instead of an int3 trap.
+        let text = elf
+            .program_headers
+            .iter()
+            .find(|p| {
+                p.p_type == PT_LOAD && n.pc >= p.p_vaddr && n.pc + 5 <= p.p_vaddr + p.p_filesz
+            })
+            .expect("the probe site lies in a loaded segment");
+        let at = (n.pc - text.p_vaddr + text.p_offset) as usize;
+        assert_eq!(
+            &bytes[at..at + 5],
+            &[0x0f, 0x1f, 0x44, 0x00, 0x00],
+            "{}'s probe site is not a 5-byte NOP",
+            n.name
+        );
     }
 
     // The module record Apache looks up.
