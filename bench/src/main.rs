@@ -239,14 +239,20 @@ fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> 
     let module_load = copy("mod-load")?;
 
     let floor_so = build_floor(root, work)?;
-    let (harness, probe_so) = build_harness(root, work)?;
+    let hb = build_harness(root, work)?;
     let idle_res = run_idle(work, &floor_so, &module_idle, sz)?;
 
     step(&format!(
         "2/5 + 3/5 traced cost and allocations: harness, {} passes of {} rounds of {} requests, idle then traced",
         sz.traced.passes, sz.traced.rounds, sz.traced.iters
     ));
-    let tr = traced::measure(&harness, &module_harness, &probe_so, &sz.traced)?;
+    let tr = traced::measure(
+        &hb.harness,
+        &module_harness,
+        &hb.floor,
+        &hb.classic,
+        &sz.traced,
+    )?;
 
     step(&format!(
         "4/5 fidelity under load: {} untraced/traced pairs of {} s wrk runs",
@@ -305,9 +311,24 @@ fn build_floor(root: &Path, work: &Path) -> R<PathBuf> {
     Ok(floor_so)
 }
 
-/// The harness and the bare-probe floor library: `(harness, floor_probe.so)`.
-fn build_harness(root: &Path, work: &Path) -> R<(PathBuf, PathBuf)> {
-    step("building the harness and the bare-probe floor library");
+/// The harness and the bare-probe floor libraries.
+struct HarnessBuild {
+    harness: PathBuf,
+    /// `floor_probe.c` with its two probe sites widened to 5-byte NOPs, as build.rs widens the
+    /// module's: the floor for the module's own work (the same kernel path per probe).
+    floor: PathBuf,
+    /// `floor_probe.c` as `<sys/sdt.h>` builds it (1-byte NOP sites, an int3 trap per probe):
+    /// what a probe costs in any other USDT provider.
+    classic: PathBuf,
+}
+
+/// The instruction `<sys/sdt.h>` emits at a probe site, as `cc -S` writes it.
+const SDT_SITE: &str = "990: nop\n";
+/// The same site as a 5-byte NOP (the module's probe sites, see build.rs).
+const NOP5_SITE: &str = "990: .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n";
+
+fn build_harness(root: &Path, work: &Path) -> R<HarnessBuild> {
+    step("building the harness and the bare-probe floor libraries");
     let sdt = util::run(
         Command::new("sh").args(["-c", "echo '#include <sys/sdt.h>' | cc -E - >/dev/null"]),
     );
@@ -316,12 +337,37 @@ fn build_harness(root: &Path, work: &Path) -> R<(PathBuf, PathBuf)> {
     }
     let hdir = work.join("harness");
     util::mkdir(&hdir)?;
-    let probe_so = hdir.join("floor_probe.so");
+    let classic = hdir.join("floor_probe_sdt.so");
     util::run(
         Command::new("cc")
             .args(["-O2", "-fPIC", "-shared", "-o"])
-            .arg(&probe_so)
+            .arg(&classic)
             .arg(root.join("bench/c/floor_probe.c")),
+    )?;
+    let asm = hdir.join("floor_probe.s");
+    util::run(
+        Command::new("cc")
+            .args(["-O2", "-fPIC", "-S", "-o"])
+            .arg(&asm)
+            .arg(root.join("bench/c/floor_probe.c")),
+    )?;
+    let text = std::fs::read_to_string(&asm).map_err(|e| format!("{}: {e}", asm.display()))?;
+    if text.matches(SDT_SITE).count() != 2 {
+        return Err(format!(
+            "expected two `{}` probe sites in {}",
+            SDT_SITE.trim(),
+            asm.display()
+        ));
+    }
+    let wide = hdir.join("floor_probe_nop5.s");
+    std::fs::write(&wide, text.replace(SDT_SITE, NOP5_SITE))
+        .map_err(|e| format!("{}: {e}", wide.display()))?;
+    let floor = hdir.join("floor_probe.so");
+    util::run(
+        Command::new("cc")
+            .args(["-fPIC", "-shared", "-o"])
+            .arg(&floor)
+            .arg(&wide),
     )?;
     let apxs_inc = util::run(Command::new("apxs").args(["-q", "INCLUDEDIR"]))?;
     let apr_flags = util::run(Command::new("apr-1-config").args(["--includes", "--cppflags"]))?;
@@ -336,7 +382,11 @@ fn build_harness(root: &Path, work: &Path) -> R<(PathBuf, PathBuf)> {
             .args(["-lapr-1", "-ldl"]),
     )?;
 
-    Ok((harness, probe_so))
+    Ok(HarnessBuild {
+        harness,
+        floor,
+        classic,
+    })
 }
 
 fn run_idle(
@@ -394,12 +444,13 @@ fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) 
             println!("module - floor: {:+.1} instructions/request", m - f);
         }
     } else {
-        let (harness, probe_so) = build_harness(root, work)?;
-        let tr = traced::measure(&harness, &module, &probe_so, &sz.traced)?;
+        let hb = build_harness(root, work)?;
+        let tr = traced::measure(&hb.harness, &module, &hb.floor, &hb.classic, &sz.traced)?;
         for (what, run) in [
             ("not traced", &tr.idle),
             ("raised", &tr.raised),
             ("traced", &tr.traced),
+            ("vs sdt.h", &tr.traced_classic),
         ] {
             println!(
                 "{what:<11} module {:.1} ns, floor {:.1} ns, module/floor {:.3} (median of {} rounds), clock {:.1} ns",
@@ -587,6 +638,14 @@ impl Report {
             self.traced.pass_ratios.len(),
             verdict(ratio <= TRACED_RATIO_MAX)
         );
+        let classic = &self.traced.traced_classic;
+        let _ = writeln!(
+            w,
+            "| (attribution, not the target) the same traced module against the floor built as `<sys/sdt.h>` builds it (1-byte NOP sites: an int3 trap per probe, as in any other USDT provider) | {:.3}: {:.1} vs {:.1} ns/request | - |",
+            util::median(&classic.ratios()),
+            util::median(&classic.module_ns),
+            util::median(&classic.floor_ns)
+        );
         let raised = &self.traced.raised;
         let _ = writeln!(
             w,
@@ -721,14 +780,22 @@ impl Report {
             "`bench/c/harness.c` dlopens the module, captures the hooks it registers and calls \
              them on a realistic `request_rec` (APR pool and tables, 6 request headers, IPv4 \
              `conn_rec`); the floor is the same harness calling two hooks in a C library that each \
-             fire a bare, empty USDT probe behind a semaphore. {rounds} rounds of {iters} requests, \
+             fire a bare, empty USDT probe behind a semaphore. The module's probe sites are 5-byte \
+             NOPs (build.rs widens usdt's 1-byte `nop`): from Linux 6.18 the kernel runs a uprobe \
+             on a 5-byte NOP through a call into a trampoline rather than an int3 trap, at about \
+             half the cost. The floor is built from `bench/c/floor_probe.c` with its sites widened \
+             the same way (`cc -S`, the `990: nop` of `<sys/sdt.h>` replaced), so that both sides \
+             pay the same kernel path and the ratio measures the module's own work; the row \
+             \"traced, against the `<sys/sdt.h>` floor\" times the module against the same library \
+             built as `<sys/sdt.h>` builds it (1-byte NOP sites, an int3 trap per probe: what a \
+             probe costs in other USDT providers), under the same bpftrace. {rounds} rounds of {iters} requests, \
              module and floor alternating (ABBA) within each round, make a pass; each row below \
              is {passes} passes, each in new harness processes (and, traced, a new bpftrace), run \
              one after another, and the ratio is the median of all the per-round ratios. Passes, \
              because this shared machine drifts between slower and faster phases over tens of \
              seconds: the traced ratios of the passes on their own ranged from {pass_lo:.3} to \
-             {pass_hi:.3} in this run. Traced: bpftrace attached by path with `count()` on all four probes \
-             (it counted {} + {} module and {} + {} floor events, every request). \"Enabled, no \
+             {pass_hi:.3} in this run. Traced: bpftrace attached by path with `count()` on all six probes \
+             (it counted {} + {} module and {} + {} floor events, both floors, every request). \"Enabled, no \
              tracer\": the harness sets both sides' semaphores itself, so each takes its enabled \
              path and reaches its probe site, which is still a NOP: that row is each side's own \
              work without the kernel's uprobe trap (for the module: the request id, two clock \
@@ -757,6 +824,10 @@ impl Report {
             ("not traced", idle),
             ("enabled, no tracer (own work only)", &self.traced.raised),
             ("traced (bpftrace)", tr),
+            (
+                "traced, against the `<sys/sdt.h>` floor",
+                &self.traced.traced_classic,
+            ),
         ] {
             let (mq1, mq3) = util::quartiles(&h.module_ns);
             let (fq1, fq3) = util::quartiles(&h.floor_ns);

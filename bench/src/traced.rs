@@ -1,6 +1,8 @@
 //! Sections 2 and 3, traced cost and allocations: `bench/c/harness.c` drives the module's hooks and a
 //! floor library's hooks (one bare empty USDT probe each) over a realistic request, in
-//! alternating rounds, first with nobody tracing, then with bpftrace counting all four probes.
+//! alternating rounds, first with nobody tracing, then with bpftrace counting all probes. The
+//! floor's probe sites are 5-byte NOPs like the module's; traced, the module is also timed
+//! against the floor as `<sys/sdt.h>` builds it (1-byte NOP sites).
 //! The whole sequence runs in several passes, each in fresh harness processes (and a fresh
 //! bpftrace), because a shared VM drifts between slower and faster phases over tens of
 //! seconds: one pass's ratio is a sample of one phase, and the spread of the passes' ratios
@@ -57,39 +59,56 @@ pub struct TracedResult {
     /// Semaphores raised by the harness, no tracer: each side's own work without the trap.
     pub raised: HarnessRun,
     pub traced: HarnessRun,
-    /// (module start, module done, floor start, floor done) events bpftrace counted.
+    /// Traced, under the same bpftrace, against the `<sys/sdt.h>` floor (1-byte NOP sites).
+    pub traced_classic: HarnessRun,
+    /// (module start, module done, floor start, floor done) events bpftrace counted (both
+    /// floors' together).
     pub events: (u64, u64, u64, u64),
     /// Each pass's traced ratio (the median of its rounds), in pass order.
     pub pass_ratios: Vec<f64>,
 }
 
-pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<TracedResult> {
+/// `floor` is the bare probe with the module's kind of probe site (the target's floor);
+/// `classic` the same probe as `<sys/sdt.h>` builds it, measured traced only, for comparison.
+pub fn measure(
+    harness: &Path,
+    module: &Path,
+    floor: &Path,
+    classic: &Path,
+    sz: &Sizes,
+) -> R<TracedResult> {
     let raise = semaphore_offsets(module)?;
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
          usdt:{m}:httpd:request-start {{ @ms = count(); }}\n\
          usdt:{m}:httpd:request-done {{ @md = count(); }}\n\
          usdt:{f}:dtfloor:start {{ @fs = count(); }}\n\
-         usdt:{f}:dtfloor:done {{ @fd = count(); }}\n",
+         usdt:{f}:dtfloor:done {{ @fd = count(); }}\n\
+         usdt:{c}:dtfloor:start {{ @fs = count(); }}\n\
+         usdt:{c}:dtfloor:done {{ @fd = count(); }}\n",
         m = module.display(),
-        f = floor.display()
+        f = floor.display(),
+        c = classic.display()
     );
     let dir = harness.parent().unwrap().join("bt-harness");
     let mut res = TracedResult {
         idle: HarnessRun::default(),
         raised: HarnessRun::default(),
         traced: HarnessRun::default(),
+        traced_classic: HarnessRun::default(),
         events: (0, 0, 0, 0),
         pass_ratios: Vec::new(),
     };
     let mut clocks: [Vec<f64>; 3] = Default::default();
+    let mut classic_clocks = Vec::new();
     for _ in 0..sz.passes {
         let idle = run_harness(harness, module, floor, sz, None)?;
         let raised = run_harness(harness, module, floor, sz, Some(&raise))?;
         let tracer = Tracer::start(&script, &dir)?;
         let traced = run_harness(harness, module, floor, sz, None);
+        let classic = run_harness(harness, module, classic, sz, None);
         let out = tracer.stop()?;
-        let traced = traced?;
+        let (traced, classic) = (traced?, classic?);
         let events = (
             util::bt_count(&out, "ms"),
             util::bt_count(&out, "md"),
@@ -97,7 +116,8 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
             util::bt_count(&out, "fd"),
         );
         // Machinery check: every call was seen, or the figures are not of a traced run.
-        let (m, f) = (traced.calls_module, traced.calls_floor);
+        let m = traced.calls_module + classic.calls_module;
+        let f = traced.calls_floor + classic.calls_floor;
         if events != (m, m, f, f) {
             return Err(format!(
                 "bpftrace counted {events:?} events for {m} module and {f} floor requests: \
@@ -109,6 +129,8 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
         res.events.2 += events.2;
         res.events.3 += events.3;
         res.pass_ratios.push(util::median(&traced.ratios()));
+        classic_clocks.push(classic.clock_ns);
+        res.traced_classic.absorb(classic);
         let all = [&mut res.idle, &mut res.raised, &mut res.traced];
         for ((acc, clock), run) in all.into_iter().zip(&mut clocks).zip([idle, raised, traced]) {
             clock.push(run.clock_ns);
@@ -121,6 +143,7 @@ pub fn measure(harness: &Path, module: &Path, floor: &Path, sz: &Sizes) -> R<Tra
     {
         run.clock_ns = util::median(c);
     }
+    res.traced_classic.clock_ns = util::median(&classic_clocks);
     Ok(res)
 }
 
