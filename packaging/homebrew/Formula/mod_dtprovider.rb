@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "948bc82e1f8bf380ffd869a5b15e69f3d2ffb29672ca5c84be056d0de4b18072"
+  sha256 "50f30e664465ccb53cf111ca8e62d879062cb74c6d56fb13e6dbeebef42e70ce"
   license "MIT"
 
   depends_on "rust" => :build
