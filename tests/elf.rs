@@ -104,6 +104,16 @@ fn module_file_is_what_tracers_need() {
         );
     }
 
+    // The request-start hook tests both semaphores with one 32-bit compare at request-start's
+    // (src/probes.rs): request-done's must follow it directly, and the pair be aligned.
+    let sema = |name: &str| notes.iter().find(|n| n.name == name).unwrap().sema;
+    let (start, done) = (sema("request-start"), sema("request-done"));
+    assert_eq!(
+        (start % 4, done),
+        (0, start + 2),
+        "semaphores at {start:#x} and {done:#x}"
+    );
+
     // The module record Apache looks up.
     let sym = elf
         .dynsyms

@@ -506,6 +506,53 @@ fn check_ids(out: &str, log_lines: usize, expected: usize) {
     }
 }
 
+/// Only request-done traced: request-start's probe is off, yet its hook must still mark the
+/// requests that reached it (its check covers request-done's semaphore too), so that
+/// request-done flags exactly the requests Apache rejected while reading them.
+#[test]
+fn request_done_alone_still_tells_rejected_requests_apart() {
+    if !need_tracing("request-done traced alone") {
+        return;
+    }
+    let mut opts = ApacheOpts::new(Mpm::Event);
+    opts.h2c = false;
+    let mut a = Apache::start(opts);
+    let t = Tracer::start(
+        "BEGIN { printf(\"READY\\n\"); }\n\
+         usdt:@MODULE@:httpd:request-done {\n\
+         \tprintf(\"D %d %d %s\\n\", arg4, *(uint8 *)(arg0 + 15), str(arg2));\n}\n",
+        &a.module,
+    );
+    for q in ["a", "b", "c"] {
+        let (_, st, _) = request(a.addr(), "GET", &format!("/page.html?{q}"), &[]);
+        assert_eq!(st, 200);
+    }
+    let (_, buf) = raw_exchange(a.addr(), b"this is not http\r\n\r\n");
+    assert_eq!(statuses(&buf), vec![400]);
+    a.wait_access_lines(4);
+    let out = t.stop();
+    a.stop();
+    let mut seen: Vec<(i32, u8, String)> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("D "))
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(3, ' ').collect();
+            (
+                f[0].parse().unwrap(),
+                f[1].parse().unwrap(),
+                f[2].to_string(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let flags: Vec<(i32, u8)> = seen.iter().map(|(st, fl, _)| (*st, *fl)).collect();
+    assert_eq!(
+        flags,
+        vec![(200, 0), (200, 0), (200, 0), (400, FLAG_NO_START)],
+        "{out}"
+    );
+}
+
 /// Tracing survives graceful restarts (the module is unloaded and reloaded), a tracer attached
 /// before Apache started, and detach/re-attach, under every MPM.
 fn tracer_lifecycle(mpm: Mpm) {

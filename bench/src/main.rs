@@ -761,11 +761,12 @@ impl Report {
              Apache's hook dispatch (`ap_run_post_read_request`, `ap_run_log_transaction`, about \
              30 per registered hook) and per-module bookkeeping such as \
              `ap_merge_per_dir_configs`, the same for both modules.\n\n\
-             Not identical work: the module's request-start hook reads two 16-bit semaphores \
+             Not identical work: the module's request-start hook tests two 16-bit semaphores \
              (request-start and request-done, so that request-done can tell requests Apache \
-             rejected while reading them), its request-done hook one, and each hook branches on \
-             what it read (6 and 5 instructions); the C floor reads one 16-bit flag per hook \
-             and, its body being empty, compiles to four instructions per hook with no branch.",
+             rejected while reading them) with one 32-bit compare in memory, its request-done \
+             hook one with a 16-bit compare, and each branches on the result: four instructions \
+             per hook. The C floor reads one 16-bit flag per hook and, its body being empty, \
+             compiles to four instructions per hook with no branch.",
             noise2(module, floor),
             access.mean() - none.mean(),
         );
