@@ -199,13 +199,13 @@ fn provider(out: &std::path::Path, target_os: &str) {
     usdt::Builder::new("src/httpd_provider.d")
         .build()
         .unwrap_or_else(|e| fail(&format!("usdt could not compile src/httpd_provider.d: {e}")));
-    let file = out.join("httpd_provider.rs");
-    let code = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())));
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     if target_os != "linux" || arch != "x86_64" {
         return; // DTrace systems: usdt's own probe sites (DOF), untouched.
     }
+    let file = out.join("httpd_provider.rs");
+    let code = std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())));
     // One site per probe; anything else means usdt changed its code generation, and the
     // widening must be looked at again rather than half applied.
     let sites = code.matches(USDT_SITE).count();

@@ -1,9 +1,10 @@
 //! The probes' enabled checks, shared by the two hooks.
 //!
 //! The probes themselves are generated at build time (build.rs, usdt's `Builder`) from
-//! `src/httpd_provider.d` (included at the crate root, as usdt requires): `crate::httpd::request__start!`
-//! and `crate::httpd::request__done!`. Each macro has its own is-enabled check and is invoked
-//! from exactly one place (`crate::hooks`), so each probe has exactly one site in the binary.
+//! `src/httpd_provider.d` and included at the crate root, as usdt requires:
+//! `crate::httpd::request__start!` and `crate::httpd::request__done!`. Each macro has its own
+//! is-enabled check and is invoked from exactly one place (`crate::hooks`), so each probe has
+//! exactly one site in the binary.
 //!
 //! The hooks need one more thing before they may touch the request: whether any work is
 //! wanted at all. On Linux that is one load of the probes' USDT semaphores, which the kernel
