@@ -99,8 +99,7 @@ pub fn measure(
         events: (0, 0, 0, 0),
         pass_ratios: Vec::new(),
     };
-    let mut clocks: [Vec<f64>; 3] = Default::default();
-    let mut classic_clocks = Vec::new();
+    let mut clocks: [Vec<f64>; 4] = Default::default();
     for _ in 0..sz.passes {
         let idle = run_harness(harness, module, floor, sz, None)?;
         let raised = run_harness(harness, module, floor, sz, Some(&raise))?;
@@ -129,21 +128,27 @@ pub fn measure(
         res.events.2 += events.2;
         res.events.3 += events.3;
         res.pass_ratios.push(util::median(&traced.ratios()));
-        classic_clocks.push(classic.clock_ns);
-        res.traced_classic.absorb(classic);
-        let all = [&mut res.idle, &mut res.raised, &mut res.traced];
-        for ((acc, clock), run) in all.into_iter().zip(&mut clocks).zip([idle, raised, traced]) {
+        let all = [
+            &mut res.idle,
+            &mut res.raised,
+            &mut res.traced,
+            &mut res.traced_classic,
+        ];
+        let runs = [idle, raised, traced, classic];
+        for ((acc, clock), run) in all.into_iter().zip(&mut clocks).zip(runs) {
             clock.push(run.clock_ns);
             acc.absorb(run);
         }
     }
-    for (run, c) in [&mut res.idle, &mut res.raised, &mut res.traced]
-        .into_iter()
-        .zip(&clocks)
-    {
+    let all = [
+        &mut res.idle,
+        &mut res.raised,
+        &mut res.traced,
+        &mut res.traced_classic,
+    ];
+    for (run, c) in all.into_iter().zip(&clocks) {
         run.clock_ns = util::median(c);
     }
-    res.traced_classic.clock_ns = util::median(&classic_clocks);
     Ok(res)
 }
 
