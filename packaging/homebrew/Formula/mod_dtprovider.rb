@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "aa7426bfba5e52efd1356acede32c656a3063b7ff26f1951db1b1acc96ef7af5"
+  sha256 "d5aa1537c4b1b0441b5a51aecc80dcbd3f37f35b58c3b2cbafbf92cd94e2f9ec"
   license "MIT"
 
   depends_on "rust" => :build
