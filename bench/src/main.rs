@@ -337,20 +337,20 @@ fn build_harness(root: &Path, work: &Path) -> R<HarnessBuild> {
     }
     let hdir = work.join("harness");
     util::mkdir(&hdir)?;
+    // `cc -O2 -fPIC <mode> -o <out> <src>`.
+    let cc = |mode: &str, out: &Path, src: &Path| {
+        util::run(
+            Command::new("cc")
+                .args(["-O2", "-fPIC", mode, "-o"])
+                .arg(out)
+                .arg(src),
+        )
+    };
+    let source = root.join("bench/c/floor_probe.c");
     let classic = hdir.join("floor_probe_sdt.so");
-    util::run(
-        Command::new("cc")
-            .args(["-O2", "-fPIC", "-shared", "-o"])
-            .arg(&classic)
-            .arg(root.join("bench/c/floor_probe.c")),
-    )?;
+    cc("-shared", &classic, &source)?;
     let asm = hdir.join("floor_probe.s");
-    util::run(
-        Command::new("cc")
-            .args(["-O2", "-fPIC", "-S", "-o"])
-            .arg(&asm)
-            .arg(root.join("bench/c/floor_probe.c")),
-    )?;
+    cc("-S", &asm, &source)?;
     let text = std::fs::read_to_string(&asm).map_err(|e| format!("{}: {e}", asm.display()))?;
     if text.matches(SDT_SITE).count() != 2 {
         return Err(format!(
@@ -363,12 +363,7 @@ fn build_harness(root: &Path, work: &Path) -> R<HarnessBuild> {
     std::fs::write(&wide, text.replace(SDT_SITE, NOP5_SITE))
         .map_err(|e| format!("{}: {e}", wide.display()))?;
     let floor = hdir.join("floor_probe.so");
-    util::run(
-        Command::new("cc")
-            .args(["-fPIC", "-shared", "-o"])
-            .arg(&floor)
-            .arg(&wide),
-    )?;
+    cc("-shared", &floor, &wide)?;
     let apxs_inc = util::run(Command::new("apxs").args(["-q", "INCLUDEDIR"]))?;
     let apr_flags = util::run(Command::new("apr-1-config").args(["--includes", "--cppflags"]))?;
     let harness = hdir.join("harness");
