@@ -452,6 +452,7 @@ fn tls_requests_are_flagged_at_start_and_done() {
         rejected[0]
     );
     assert!(a.crash_lines().is_empty(), "{}", a.error_log());
+    let _ = std::fs::remove_dir_all(&certs);
 }
 
 /// Fidelity under concurrency: 1,200 requests from 60 clients at once give exactly as many

@@ -521,6 +521,15 @@ impl Apache {
 impl Drop for Apache {
     fn drop(&mut self) {
         self.stop();
+        remove_scratch_unless_failing(&self.dir);
+    }
+}
+
+/// Removes a test's scratch directory once the test is done with it, unless the test is
+/// failing (a panic is unwinding): then its config, logs and tracer output stay for a look.
+fn remove_scratch_unless_failing(dir: &Path) {
+    if !thread::panicking() && dir.starts_with(std::env::temp_dir()) {
+        let _ = fs::remove_dir_all(dir);
     }
 }
 
@@ -574,6 +583,8 @@ pub struct Tracer {
     out: Arc<Mutex<String>>,
     reader: Option<thread::JoinHandle<()>>,
     errfile: PathBuf,
+    /// The tracer's scratch directory (script, stderr).
+    dir: PathBuf,
 }
 
 impl Tracer {
@@ -624,6 +635,7 @@ impl Tracer {
             out,
             reader: Some(reader),
             errfile,
+            dir: dir.to_path_buf(),
         };
         wait_until(
             Duration::from_secs(90),
@@ -695,6 +707,7 @@ impl Drop for Tracer {
             let _ = c.kill();
             let _ = c.wait();
         }
+        remove_scratch_unless_failing(&self.dir);
     }
 }
 
