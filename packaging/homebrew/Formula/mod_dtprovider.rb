@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "c7bf01bb7d1e863bd8712d10c112a51adac8c3be1dfa7a18dfe4b262054b8550"
+  sha256 "468b7063b2ff741af64b62532788b9cce2820d125ceea3557de06dc5f4c18f43"
   license "MIT"
 
   depends_on "rust" => :build
