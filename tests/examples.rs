@@ -468,6 +468,8 @@ fn run_demo(limit: Duration, interrupt_on: Option<&str>, as_user: Option<&str>) 
         thread::sleep(Duration::from_millis(100));
     };
     let out = std::fs::read_to_string(&outfile).unwrap();
+    // The output lives on in the result (and in any failure message); the file need not.
+    let _ = std::fs::remove_dir_all(&dir);
     DemoRun {
         status,
         out,
