@@ -582,8 +582,7 @@ pub struct Tracer {
     child: Option<Child>,
     out: Arc<Mutex<String>>,
     reader: Option<thread::JoinHandle<()>>,
-    errfile: PathBuf,
-    /// The tracer's scratch directory (script, stderr).
+    /// The tracer's scratch directory (script, `stderr`).
     dir: PathBuf,
 }
 
@@ -634,7 +633,6 @@ impl Tracer {
             child: Some(child),
             out,
             reader: Some(reader),
-            errfile,
             dir: dir.to_path_buf(),
         };
         wait_until(
@@ -666,7 +664,7 @@ impl Tracer {
     }
 
     pub fn stderr(&self) -> String {
-        fs::read_to_string(&self.errfile).unwrap_or_default()
+        fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
     }
 
     /// Stops bpftrace with SIGINT (repeated: a signal right after attach can be lost) and
