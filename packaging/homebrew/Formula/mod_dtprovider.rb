@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "05d35cf4941fc0667fbc5c2be759a0ea078a6d6512daf4e37a1c2c79dd867cc3"
+  sha256 "8bbe3e8ba7d0843fc91a8330c2b40d0f776d32765c6a74196b2b3ac5fd3fd3e8"
   license "MIT"
 
   depends_on "rust" => :build
