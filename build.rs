@@ -142,6 +142,7 @@ fn main() {
         .allowlist_var("APR_HOOK_(FIRST|MIDDLE|LAST)")
         .allowlist_var("OK")
         .allowlist_var("DECLINED")
+        .allowlist_var("M_OPTIONS")
         .allowlist_var("APLOG_(ERR|WARNING|NOTICE|INFO)")
         .allowlist_var("APR_INET6?");
 

@@ -44,7 +44,7 @@
 #pragma D depends_on library net.d
 
 /*
- * The native argument, exactly as the module lays it out (64-bit, 120 bytes). A test
+ * The native argument, exactly as the module lays it out (64-bit, 128 bytes). A test
  * compares this declaration with the module's Rust struct (names, types, offsets).
  * The string pointers are addresses in the Apache process, declared as uint64_t and
  * read with copyin()/copyinstr(); the module never passes NULL (an absent value is
@@ -70,6 +70,7 @@ typedef struct dthttpd {
 	uint64_t	dt_protocol;	/*  96: protocol, e.g. HTTP/1.1 (string) */
 	uint64_t	dt_client;	/* 104: client IP, mod_remoteip aware (string) */
 	uint64_t	dt_logid;	/* 112: log id, %L or UNIQUE_ID (string) */
+	uint64_t	dt_path;	/* 120: URI path, no query (string) */
 } dthttpd_t;
 
 /* dt_flags bits */
@@ -92,7 +93,7 @@ typedef struct {
 	string		rq_method;	/* method */
 	string		rq_uri;		/* URI as sent, query string included */
 	string		rq_agent;	/* User-Agent ("" if none) */
-	string		rq_path;	/* rq_uri without its query string */
+	string		rq_path;	/* the path, without the query string */
 	uint64_t	rq_latency_us;	/* us since Apache began reading it */
 	uint64_t	rq_bytes_sent;	/* body bytes sent (as %B) */
 	uint64_t	rq_start_us;	/* request time, us since the epoch */
@@ -148,16 +149,10 @@ translator httpd_rqinfo_t < dthttpd_t *dp > {
 	    sizeof (uint64_t)) == 0 ? "" :
 	    copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_agent,
 	    sizeof (uint64_t)));
-	rq_path = *(uint64_t *)copyin((uintptr_t)&dp->dt_uri,
+	rq_path = *(uint64_t *)copyin((uintptr_t)&dp->dt_path,
 	    sizeof (uint64_t)) == 0 ? "" :
-	    index(copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_uri,
-	    sizeof (uint64_t))), "?") < 0 ?
-	    copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_uri,
-	    sizeof (uint64_t))) :
-	    substr(copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_uri,
-	    sizeof (uint64_t))), 0,
-	    index(copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_uri,
-	    sizeof (uint64_t))), "?"));
+	    copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_path,
+	    sizeof (uint64_t)));
 	rq_latency_us = *(uint64_t *)copyin((uintptr_t)&dp->dt_latency_us,
 	    sizeof (uint64_t));
 	rq_bytes_sent = *(uint64_t *)copyin((uintptr_t)&dp->dt_bytes_sent,

@@ -22,6 +22,8 @@ pub struct Text<'a>(*const c_char, PhantomData<&'a CStr>);
 
 impl<'a> Text<'a> {
     pub const EMPTY: Text<'static> = Text(c"".as_ptr(), PhantomData);
+    const SLASH: Text<'static> = Text(c"/".as_ptr(), PhantomData);
+    const STAR: Text<'static> = Text(c"*".as_ptr(), PhantomData);
 
     /// Wraps a possibly NULL pointer to a NUL-terminated string.
     ///
@@ -123,6 +125,27 @@ impl<'a> Request<'a> {
     pub fn unparsed_uri(self) -> Text<'a> {
         // SAFETY: as above.
         unsafe { Text::from_ptr(self.0.unparsed_uri) }
+    }
+
+    /// The path the client asked for, without its query string: Apache's own parse of the
+    /// URI (`r->parsed_uri.path`; the path only, for an absolute-form URI). Apache decodes and
+    /// normalizes it in place while it maps the request (`/pa%67e/../x` becomes `/x`), so
+    /// after post_read_request it is Apache's form of the path, no longer the client's bytes.
+    /// A parsed URI without a path (`GET http://host`) gives `/`, `*` for OPTIONS, the value
+    /// Apache gives `r->uri` then; empty when the URI was never parsed (a request Apache
+    /// rejected while reading its request line).
+    pub fn path(self) -> Text<'a> {
+        if !self.0.parsed_uri.path.is_null() {
+            // SAFETY: as above.
+            return unsafe { Text::from_ptr(self.0.parsed_uri.path) };
+        }
+        if self.0.uri.is_null() {
+            Text::EMPTY
+        } else if self.0.method_number == ffi::M_OPTIONS {
+            Text::STAR
+        } else {
+            Text::SLASH
+        }
     }
 
     pub fn hostname(self) -> Text<'a> {

@@ -56,6 +56,7 @@ pub(crate) fn rust_layout() -> Vec<RustField> {
         dt_protocol,
         dt_client,
         dt_logid,
+        dt_path,
     )
 }
 
@@ -147,9 +148,13 @@ fn parse_c_struct(body: &str) -> (Vec<CField>, usize) {
 }
 
 /// The struct body declared by `typedef struct [tag] { ... } dthttpd_t;` (D) or
-/// `struct dthttpd_t { ... };` (bpftrace).
+/// `struct dthttpd_t { ... };` (bpftrace), comments removed.
 fn find_struct(text: &str, d_typedef: bool) -> Option<String> {
-    let text = strip_comments(text);
+    raw_struct(&strip_comments(text), d_typedef)
+}
+
+/// The same body with its comments.
+fn raw_struct(text: &str, d_typedef: bool) -> Option<String> {
     if d_typedef {
         let end = text.find("} dthttpd_t;")?;
         let start = text[..end].rfind("typedef struct")?;
@@ -201,6 +206,61 @@ fn check_against_rust(what: &str, body: &str) {
     assert_eq!(size, size_of::<DtHttpd>(), "{what}: struct size");
 }
 
+/// The offsets written in comments next to members (`uint64_t dt_path; /* 120: ... */`), as
+/// (member, offset): documentation users read, so each must be true. Only lines declaring one
+/// member may carry one.
+fn offset_comments(raw_body: &str) -> Vec<(String, usize)> {
+    let mut v = Vec::new();
+    for line in raw_body.lines() {
+        let Some((decl, comment)) = line.split_once("/*") else {
+            continue;
+        };
+        let Some(off) = comment
+            .trim()
+            .split([':', ' ', '*'])
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let decls: Vec<&str> = decl.split(';').filter(|d| !d.trim().is_empty()).collect();
+        assert_eq!(
+            decls.len(),
+            1,
+            "an offset comment on a line of several members: {line}"
+        );
+        let name = decls[0]
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .trim_start_matches('*');
+        v.push((name.to_string(), off));
+    }
+    v
+}
+
+/// Checks every offset comment of a declaration, and that each member from `from` on has one.
+fn check_offset_comments(what: &str, raw_body: &str, from: usize) {
+    let comments = offset_comments(raw_body);
+    for (name, off) in &comments {
+        let r = rust_layout().into_iter().find(|f| f.name == name);
+        let r = r.unwrap_or_else(|| panic!("{what}: comment on unknown member {name}"));
+        assert_eq!(*off, r.offset, "{what}: the offset comment of {name}");
+    }
+    for f in rust_layout().iter().filter(|f| f.offset >= from) {
+        assert!(
+            comments.iter().any(|(n, _)| n == f.name),
+            "{what}: {} (offset {}) has no offset comment",
+            f.name,
+            f.offset
+        );
+    }
+}
+
+/// The size of dthttpd_t before fields were first appended to it: from this offset on, every
+/// field says its offset in each bpftrace declaration.
+const APPENDED: usize = 120;
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -230,11 +290,11 @@ fn rel(p: &Path) -> String {
 #[test]
 fn rust_layout_is_complete_and_ordered() {
     let rust = rust_layout();
-    assert_eq!(rust.len(), 19);
+    assert_eq!(rust.len(), 20);
     assert_eq!(rust.first().map(|f| f.name), Some("dt_rqid"));
     assert_eq!(
         rust.last().map(|f| (f.name, f.offset + f.size)),
-        Some(("dt_logid", 120))
+        Some(("dt_path", 128))
     );
 }
 
@@ -243,23 +303,8 @@ fn httpd_d_declares_dthttpd_t_as_the_module_lays_it_out() {
     let text = include_str!("../httpd.d");
     let body = find_struct(text, true).expect("httpd.d declares `typedef struct ... } dthttpd_t;`");
     check_against_rust("httpd.d", &body);
-    // The offsets written in httpd.d's comments are documentation users read: keep them true.
-    for line in body.lines() {
-        let Some(c) = line.split("/*").nth(1) else {
-            continue;
-        };
-        let Some((off, _)) = c.trim().split_once(':') else {
-            continue;
-        };
-        let off: usize = off.trim().parse().expect("offset comment");
-        let name = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .trim_end_matches(';');
-        let r = rust_layout().into_iter().find(|f| f.name == name).unwrap();
-        assert_eq!(off, r.offset, "httpd.d comment for {name}");
-    }
+    // Every member of httpd.d's declaration says its offset, truly.
+    check_offset_comments("httpd.d", &raw_struct(text, true).unwrap(), 0);
     // 64-bit only: no data-model test, which non-global zones cannot evaluate.
     assert!(!strip_comments(text).contains("pr_dmodel"));
 }
@@ -274,6 +319,8 @@ fn every_bpftrace_struct_matches_the_module() {
         match find_struct(&text, false) {
             Some(body) => {
                 check_against_rust(&rel(p), &body);
+                // The fields appended after mod_usdt's layout say their offsets.
+                check_offset_comments(&rel(p), &raw_struct(&text, false).unwrap(), APPENDED);
                 checked += 1;
             }
             None => assert!(
@@ -309,4 +356,17 @@ fn the_parser_catches_a_wrong_declaration() {
         .replacen("dt_uri;", "dt_method;", 1)
         .replacen("dt_tmp;", "dt_uri;", 1);
     assert!(std::panic::catch_unwind(|| check_against_rust("swapped", &swapped)).is_err());
+}
+
+#[test]
+fn a_wrong_or_missing_offset_comment_is_caught() {
+    let text = include_str!("../httpd.d");
+    let raw = raw_struct(text, true).unwrap();
+    assert_eq!(offset_comments(&raw).len(), rust_layout().len());
+    check_offset_comments("httpd.d", &raw, 0);
+    let wrong = raw.replacen("/* 120:", "/* 112:", 1);
+    assert_ne!(wrong, raw);
+    assert!(std::panic::catch_unwind(|| check_offset_comments("wrong", &wrong, 0)).is_err());
+    let missing = raw.replacen("/* 120:", "/* ", 1);
+    assert!(std::panic::catch_unwind(|| check_offset_comments("missing", &missing, 0)).is_err());
 }

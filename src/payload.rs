@@ -3,7 +3,7 @@
 //! The struct layout is a public compatibility contract (README.md, "Probe reference";
 //! `httpd.d` declares the same struct for DTrace). Its first fields are exactly mod_usdt's
 //! LP64 layout, so translators already in the wild keep working; the fields mod_usdt left
-//! as zeroed padding now carry data. Fields may only ever be appended after offset 120.
+//! as zeroed padding now carry data. Fields may only ever be appended after offset 128.
 //! `tests::layout_is_the_contract` pins every offset.
 
 use crate::apache::{Key, Request, Text};
@@ -18,7 +18,7 @@ pub const FLAG_REDIRECTED: u8 = 1 << 1;
 /// rejected it while reading it: 400, 408, 414, 431, ...).
 pub const FLAG_NO_START: u8 = 1 << 2;
 
-/// The native argument of both probes (`arg0`), 120 bytes, 64-bit only.
+/// The native argument of both probes (`arg0`), 128 bytes, 64-bit only.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct DtHttpd {
@@ -41,6 +41,7 @@ pub struct DtHttpd {
     pub dt_protocol: *const c_char,
     pub dt_client: *const c_char,
     pub dt_logid: *const c_char,
+    pub dt_path: *const c_char,
 }
 
 const USER_AGENT: Key = Key::new(c"User-Agent");
@@ -147,6 +148,7 @@ impl DtHttpd {
             dt_protocol: orig.protocol().as_ptr(),
             dt_client: orig.useragent_ip().as_ptr(),
             dt_logid: logid.as_ptr(),
+            dt_path: orig.path().as_ptr(),
         })
     }
 
@@ -209,7 +211,8 @@ mod tests {
 
     #[test]
     fn layout_is_the_contract() {
-        // The table in README.md ("dthttpd_t"); httpd.d and tests/layout.rs check the same.
+        // The table in README.md ("dthttpd_t"); src/contract.rs checks httpd.d and every
+        // bpftrace script's struct against the same layout.
         assert_eq!(offset_of!(DtHttpd, dt_rqid), 0);
         assert_eq!(offset_of!(DtHttpd, dt_status), 8);
         assert_eq!(offset_of!(DtHttpd, dt_lport), 10);
@@ -229,7 +232,8 @@ mod tests {
         assert_eq!(offset_of!(DtHttpd, dt_protocol), 96);
         assert_eq!(offset_of!(DtHttpd, dt_client), 104);
         assert_eq!(offset_of!(DtHttpd, dt_logid), 112);
-        assert_eq!(size_of::<DtHttpd>(), 120);
+        assert_eq!(offset_of!(DtHttpd, dt_path), 120);
+        assert_eq!(size_of::<DtHttpd>(), 128);
     }
 
     #[test]
@@ -292,6 +296,7 @@ mod tests {
         let mut f = FakeRequest::new();
         f.set_method("GET")
             .set_uri("/a/b?x=1")
+            .set_path("/a/b")
             .set_host("example.test")
             .set_protocol("HTTP/1.1")
             .set_useragent_ip("10.1.2.3")
@@ -319,8 +324,10 @@ mod tests {
         assert_eq!(cstr_at(p.dt_protocol), "HTTP/1.1");
         assert_eq!(cstr_at(p.dt_client), "10.1.2.3");
         assert_eq!(cstr_at(p.dt_logid), "");
+        assert_eq!(cstr_at(p.dt_path), "/a/b");
         // The string arguments are Apache's own pointers, not copies.
         assert_eq!(p.dt_uri, f.request_ref().unparsed_uri as *const c_char);
+        assert_eq!(p.dt_path, f.request_ref().parsed_uri.path as *const c_char);
         let a = p.args();
         assert_eq!(a.0, &p as *const DtHttpd as usize);
         assert_eq!(a.1, p.dt_method as usize);
@@ -353,6 +360,7 @@ mod tests {
             p.dt_protocol,
             p.dt_client,
             p.dt_logid,
+            p.dt_path,
         ] {
             assert!(!s.is_null());
             assert_eq!(cstr_at(s), "");
@@ -371,11 +379,15 @@ mod tests {
         let mut orig = FakeRequest::new();
         orig.set_method("POST")
             .set_uri("/missing?q=1")
+            .set_path("/missing")
             .request_time(100);
         orig.conn("::1", 80, "::1", 4000, false);
         orig.request_mut().status = 404;
         let mut redirected = FakeRequest::new();
-        redirected.set_method("GET").set_uri("/errors/404.html");
+        redirected
+            .set_method("GET")
+            .set_uri("/errors/404.html")
+            .set_path("/errors/404.html");
         redirected.request_mut().status = 404;
         redirected.request_mut().bytes_sent = 321;
         redirected.request_mut().sent_bodyct = 1;
@@ -391,6 +403,7 @@ mod tests {
             "the client's method, not the redirect's GET"
         );
         assert_eq!(cstr_at(p.dt_uri), "/missing?q=1");
+        assert_eq!(cstr_at(p.dt_path), "/missing", "the client's path");
         assert_eq!(cstr_at(p.dt_logid), "abc123");
         assert_eq!(p.dt_ipver, 6);
         assert_eq!(p.dt_latency_us, 500);
@@ -399,6 +412,30 @@ mod tests {
         let q = DtHttpd::done(redirected.request(), ev(3, 600));
         assert_eq!((q.dt_status, q.dt_bytes_sent), (404, 321));
         assert_eq!(cstr_at(q.dt_uri), "/missing?q=1");
+        assert_eq!(cstr_at(q.dt_path), "/missing");
+    }
+
+    #[test]
+    fn path_is_apaches_parse_of_the_uri() {
+        let path = |f: &FakeRequest| cstr_at(DtHttpd::start(f.request(), ev(1, 0)).dt_path);
+        // Absolute form: Apache's parse keeps the path only.
+        let mut f = FakeRequest::new();
+        f.set_uri("http://example.test/a?b").set_path("/a");
+        assert_eq!(path(&f), "/a");
+        // `OPTIONS *`: the path is `*`.
+        let mut f = FakeRequest::new();
+        f.set_uri("*").set_path("*");
+        assert_eq!(path(&f), "*");
+        // A parsed URI without a path: what Apache makes r->uri, `/`, or `*` for OPTIONS.
+        let mut f = FakeRequest::new();
+        f.set_uri("http://example.test").set_r_uri("/");
+        assert_eq!(path(&f), "/");
+        f.set_method_number(crate::ffi::M_OPTIONS).set_r_uri("*");
+        assert_eq!(path(&f), "*");
+        // Never parsed (rejected while reading the request line): empty, not NULL.
+        let mut f = FakeRequest::new();
+        f.set_method_number(crate::ffi::M_OPTIONS);
+        assert_eq!(path(&f), "");
     }
 
     #[test]

@@ -97,6 +97,22 @@ impl FakeRequest {
         self.r.unparsed_uri = self.keep(s);
         self
     }
+    /// What `ap_parse_uri` leaves for a URI with a path: `r->parsed_uri.path`, and `r->uri`
+    /// pointing at the same string.
+    pub fn set_path(&mut self, s: &str) -> &mut Self {
+        self.r.parsed_uri.path = self.keep(s);
+        self.r.uri = self.r.parsed_uri.path;
+        self
+    }
+    /// `r->uri` alone (what `ap_parse_uri` sets for a URI without a path).
+    pub fn set_r_uri(&mut self, s: &str) -> &mut Self {
+        self.r.uri = self.keep(s);
+        self
+    }
+    pub fn set_method_number(&mut self, m: c_int) -> &mut Self {
+        self.r.method_number = m;
+        self
+    }
     pub fn set_host(&mut self, s: &str) -> &mut Self {
         self.r.hostname = self.keep(s);
         self

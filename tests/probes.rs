@@ -41,6 +41,18 @@ fn drive_matrix(a: &Apache) -> Sent {
     assert_eq!((st, body.as_slice()), (404, ERROR_PAGE.as_bytes()));
     let (_, st, _) = request(addr, "GET", "/dir/", &[("User-Agent", UA)]);
     assert_eq!(st, 200);
+    // The path: of an absolute-form URI, with and without a path; of `OPTIONS *`; of
+    // percent-encoded and dot-segment paths, which Apache decodes and normalizes in place.
+    for (method, uri) in [
+        ("GET", "http://localhost/page.html?abs=1"),
+        ("GET", "http://localhost"),
+        ("OPTIONS", "*"),
+        ("GET", "/pa%67e.html?enc=%41"),
+        ("GET", "/dir/../page.html?dots"),
+    ] {
+        let (_, st, _) = request(addr, method, uri, &[("User-Agent", UA)]);
+        assert_eq!(st, 200, "{method} {uri}");
+    }
     let pipelined = "GET /page.html?p=1 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-test/1.0\r\n\r\n\
                      GET /page.html?p=2 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-test/1.0\r\n\r\n\
                      GET /page.html?p=3 HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-test/1.0\r\nConnection: close\r\n\r\n";
@@ -112,7 +124,7 @@ fn check_matrix(mpm: Mpm) {
     let mut a = Apache::start(opts);
     let t = Tracer::start(TRACE_ALL, &a.module);
     let sent = drive_matrix(&a);
-    let expected_lines = if sent.h2 { 14 } else { 13 };
+    let expected_lines = if sent.h2 { 19 } else { 18 };
     let log = a.wait_access_lines(expected_lines);
     let out = t.stop();
     let events = parse_events(&out);
@@ -242,10 +254,44 @@ fn check_matrix(mpm: Mpm) {
         "the redirect must not fire its own events"
     );
 
-    // DirectoryIndex: the URI the client sent.
+    // DirectoryIndex: the URI and path the client sent (mod_dir's redirect to
+    // /dir/index.html changes neither).
     let d = one(&events, false, "/dir/");
-    one(&events, true, "/dir/");
+    let s = one(&events, true, "/dir/");
     assert_eq!((d.arg4, d.bytes), (200, PAGE.len() as u64));
+    assert_eq!((s.path.as_str(), d.path.as_str()), ("/dir/", "/dir/"));
+
+    // dt_path: the path without the query string, as Apache parsed it; at request-done as
+    // Apache decoded and normalized it (in place).
+    for (uri, at_start, at_done) in [
+        ("/page.html?x=1&y=2", "/page.html", "/page.html"),
+        ("/missing.html?q=1", "/missing.html", "/missing.html"),
+        (
+            "http://localhost/page.html?abs=1",
+            "/page.html",
+            "/page.html",
+        ),
+        ("http://localhost", "/", "/"),
+        ("*", "*", "*"),
+        ("/pa%67e.html?enc=%41", "/pa%67e.html", "/page.html"),
+        ("/dir/../page.html?dots", "/dir/../page.html", "/page.html"),
+    ] {
+        let s = one(&events, true, uri);
+        let d = one(&events, false, uri);
+        assert_eq!(
+            (s.path.as_str(), d.path.as_str()),
+            (at_start, at_done),
+            "{uri}: {s:#?} {d:#?}"
+        );
+    }
+    assert_eq!(one(&events, false, "*").method, "OPTIONS");
+    // Every other request: the URI up to its query string.
+    for e in &events {
+        if e.uri.starts_with('/') && !e.uri.contains('%') && !e.uri.contains("/.") {
+            let want = e.uri.split('?').next().unwrap();
+            assert_eq!(e.path, want, "{e:#?}");
+        }
+    }
 
     // Pipelined keep-alive requests: distinct ids, one connection.
     let p: Vec<&Event> = ["/page.html?p=1", "/page.html?p=2", "/page.html?p=3"]
@@ -299,7 +345,24 @@ fn check_matrix(mpm: Mpm) {
     st.sort();
     assert_eq!(st, vec![400, 400, 414]);
     let too_long = rejected.iter().find(|e| e.arg4 == 414).unwrap();
-    assert_eq!((too_long.method.as_str(), too_long.uri.as_str()), ("", ""));
+    assert_eq!(
+        (
+            too_long.method.as_str(),
+            too_long.uri.as_str(),
+            too_long.path.as_str()
+        ),
+        ("", "", ""),
+        "rejected before Apache parsed the URI"
+    );
+    // Rejected after the request line was parsed: what Apache parsed ("this is not http" is
+    // method "this", URI "is"; the request without Host is GET /page.html).
+    let mut parsed: Vec<(&str, &str)> = rejected
+        .iter()
+        .filter(|e| e.arg4 == 400)
+        .map(|e| (e.uri.as_str(), e.path.as_str()))
+        .collect();
+    parsed.sort();
+    assert_eq!(parsed, [("/page.html", "/page.html"), ("is", "is")]);
     for e in &rejected {
         assert!(
             e.uri.is_empty() || e.uri == "/page.html" || "this is not http".contains(&e.uri),

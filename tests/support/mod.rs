@@ -741,6 +741,7 @@ pub struct Event {
     pub protocol: String,
     pub client: String,
     pub logid: String,
+    pub path: String,
 }
 
 pub const FLAG_TLS: u8 = 1;
@@ -804,7 +805,10 @@ pub fn parse_events(out: &str) -> Vec<Event> {
                 e.protocol = s(3);
                 e.client = s(4);
             }
-            "E6" => e.logid = s(3),
+            "E6" => {
+                e.logid = s(3);
+                e.path = s(4);
+            }
             _ => continue,
         }
         entry.2 += 1;
