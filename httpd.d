@@ -24,7 +24,13 @@
  * and nothing else changes: the member names and types are mod_usdt's. Do not
  * correlate request-start and request-done with thread-local variables (self->):
  * Apache 2.4 may finish a request on another thread (event MPM, HTTP/2). Use the
- * latency argument (arg5, or rq_latency_us) or key by rq_id instead.
+ * latency the module measured, httpd_rqinfo->rq_latency_us, or key by rq_id instead.
+ *
+ * LATENCY
+ *	Read latency from the struct (rq_latency_us), not from the probes' sixth
+ *	argument (arg5): the struct reaches every DTrace, while the usdt crate's macOS
+ *	backend fires six-argument probes with arg5 always 0. bpftrace on Linux gets
+ *	arg5 intact.
  *
  * INSTALL
  *	Copy this file into DTrace's library directory, /usr/lib/dtrace on illumos
@@ -36,6 +42,14 @@
  *	On macOS /usr/lib/dtrace is read-only: use -L. DTrace loads EVERY .d file in
  *	a library directory as a library, so never put the example scripts (or any
  *	other script with probe clauses) next to this file.
+ *
+ *	This file depends on net.d (#pragma D depends_on library net.d, for
+ *	conninfo_t). illumos and FreeBSD resolve that dependency anywhere on the
+ *	library path, so -L works there. Oracle's DTrace for Linux resolves a
+ *	dependency only in the dependent file's own directory, so it rejects this
+ *	file loaded from a -L directory that has no net.d. (That DTrace cannot see
+ *	the module's probes anyway: it does not read the SystemTap notes of the
+ *	module's Linux build. On Linux, use bpftrace.)
  *
  * This library is 64-bit only (64-bit Apache): it does not test
  * curpsinfo->pr_dmodel, so it works unchanged inside non-global zones.

@@ -39,7 +39,5 @@ END
 {
 	printf("\n");
 	printa("@requests[%s]: %@d\n", @requests);
-	printf("\n");
 	printa("@bytes[%s]: %@d\n", @bytes);
-	printf("\n");
 }

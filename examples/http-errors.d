@@ -38,5 +38,4 @@ END
 {
 	printf("\n");
 	printa("@errors[%d, %s]: %@d\n", @errors);
-	printf("\n");
 }

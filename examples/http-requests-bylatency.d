@@ -6,18 +6,19 @@
  *
  * USAGE: dtrace -s http-requests-bylatency.d
  *
- * Latency is request-done's arg5: the whole time from Apache beginning to read the
- * request to logging it (what %D logs), measured by the module, so no start/done
- * correlation is needed. Every completed request counts, rejected ones included.
- * This script needs no translator, but runs the same with httpd.d installed.
+ * Latency is httpd_rqinfo->rq_latency_us (httpd.d): the whole time from Apache
+ * beginning to read the request to logging it (what %D logs), measured by the
+ * module, so no start/done correlation is needed. It is read from the struct, not
+ * from the probe's arg5, which DTrace on macOS loses. Every completed request
+ * counts, rejected ones included.
  *
- * Example output (the format; the histogram rows are DTrace's quantize()):
+ * Example output (the format; below the title line the histogram is DTrace's
+ * quantize(), where the bpftrace twin prints bpftrace's hist()):
  *
+ * # dtrace -s http-requests-bylatency.d
  * Tracing Apache request latency... Hit Ctrl-C to end.
  * ^C
- *
  * @latency_us:
- *
  *            value  ------------- Distribution ------------- count
  *               16 |                                         0
  *               32 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@          34
@@ -35,11 +36,12 @@ BEGIN
 
 httpd*:::request-done
 {
-	@latency_us = quantize(arg5);
+	@latency_us = quantize(httpd_rqinfo->rq_latency_us);
 }
 
 END
 {
-	printf("\n@latency_us:\n");
+	/* quantize() output starts with a newline, which ends this title line. */
+	printf("\n@latency_us: ");
 	printa(@latency_us);
 }

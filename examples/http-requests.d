@@ -7,10 +7,11 @@
  * USAGE: dtrace -s http-requests.d		(httpd.d installed in /usr/lib/dtrace)
  *	  dtrace -L /dir/with/httpd.d -s http-requests.d
  *
- * FIELDS: time (s since tracing began), latency (the probe's arg5: us since Apache
- * began reading the request, so it is right even when the request completes on
- * another thread, as under the event MPM or HTTP/2), status, local address:port,
- * remote address:port, method, URI (with query string).
+ * FIELDS: time (s since tracing began), latency (rq_latency_us: us since Apache
+ * began reading the request, measured by the module, so it is right even when the
+ * request completes on another thread, as under the event MPM or HTTP/2; read from
+ * the struct, not from the probe's arg5, which DTrace on macOS loses), status,
+ * local address:port, remote address:port, method, URI (with query string).
  *
  * This is mod_usdt's examples/http-requests.d, without its thread-local
  * self->start, and with httpd_conninfo/httpd_rqinfo for args[0]/args[1].
@@ -55,9 +56,9 @@ httpd*:::request-done
 {
 	this->t = timestamp - script_start;
 	printf("%2d.%03d %8dus  %3d %16s:%-5d %16s:%-5d  %-6s %s\n",
-	    this->t / 1000000000, (this->t / 1000000) % 1000, arg5,
-	    httpd_rqinfo->rq_status, httpd_conninfo->ci_local,
-	    httpd_rqinfo->rq_lport, httpd_conninfo->ci_remote,
-	    httpd_rqinfo->rq_rport, httpd_rqinfo->rq_method,
-	    httpd_rqinfo->rq_uri);
+	    this->t / 1000000000, (this->t / 1000000) % 1000,
+	    httpd_rqinfo->rq_latency_us, httpd_rqinfo->rq_status,
+	    httpd_conninfo->ci_local, httpd_rqinfo->rq_lport,
+	    httpd_conninfo->ci_remote, httpd_rqinfo->rq_rport,
+	    httpd_rqinfo->rq_method, httpd_rqinfo->rq_uri);
 }

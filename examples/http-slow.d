@@ -9,7 +9,8 @@
  * FIELDS: time (s since tracing began), latency in ms, status, client address
  * (r->useragent_ip: the peer, or what mod_remoteip made of X-Forwarded-For),
  * log id (Apache's %L, or UNIQUE_ID with mod_unique_id; "-" when there is none),
- * method, URI. Latency is the probe's arg5, measured by the module.
+ * method, URI. Latency is rq_latency_us, measured by the module (read from the
+ * struct, not from the probe's arg5, which DTrace on macOS loses).
  *
  * Example output (the format; this output was printed by the bpftrace twin,
  * http-slow.bt, on Linux):
@@ -26,13 +27,14 @@
 #pragma D option switchrate=10hz
 
 BEGIN
-/$# != 1/
+/$$1 == ""/
 {
 	printf("USAGE: http-slow.d MS  (report requests slower than MS milliseconds)\n");
 	exit(1);
 }
 
 BEGIN
+/$$1 != ""/
 {
 	printf("Tracing Apache requests slower than %d ms... Hit Ctrl-C to end.\n", $1);
 	printf("%6s %10s %3s %-16s %-27s %-6s %s\n", "time", "ms", "sta", "client",
@@ -41,13 +43,14 @@ BEGIN
 }
 
 httpd*:::request-done
-/arg5 >= $1 * 1000/
+/httpd_rqinfo->rq_latency_us >= $1 * 1000/
 {
 	this->t = timestamp - script_start;
+	this->us = httpd_rqinfo->rq_latency_us;
 	this->logid = httpd_rqinfo->rq_logid;
 	printf("%2d.%03d %6d.%03d %3d %-16s %-27s %-6s %s\n",
 	    this->t / 1000000000, (this->t / 1000000) % 1000,
-	    arg5 / 1000, arg5 % 1000, httpd_rqinfo->rq_status,
+	    this->us / 1000, this->us % 1000, httpd_rqinfo->rq_status,
 	    httpd_rqinfo->rq_client, this->logid == "" ? "-" : this->logid,
 	    httpd_rqinfo->rq_method, httpd_rqinfo->rq_uri);
 }

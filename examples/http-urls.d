@@ -8,6 +8,8 @@
  *
  * Each interval prints the time and then @urls[path, status]: count, least
  * frequent first. The counts of the last, partial interval are printed on Ctrl-C.
+ * The path is rq_path at request-done: the URI's path without the query string, as
+ * Apache decoded and normalized it (/a%62c and /x/../abc both count as /abc).
  *
  * Example output (the format; this output was printed by the bpftrace twin,
  * http-urls.bt, on Linux):
@@ -41,11 +43,16 @@ httpd*:::request-done
 	@urls[httpd_rqinfo->rq_path, httpd_rqinfo->rq_status] = count();
 }
 
-tick-5s,
-END
+tick-5s
 {
 	printf("%Y\n", walltimestamp);
 	printa("@urls[%s, %d]: %@d\n", @urls);
-	printf("\n");
 	trunc(@urls);
+}
+
+END
+{
+	printf("\n");
+	printf("%Y\n", walltimestamp);
+	printa("@urls[%s, %d]: %@d\n", @urls);
 }

@@ -7,7 +7,7 @@
 
 mod support;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::process::Command;
 use support::*;
@@ -117,22 +117,11 @@ fn assigned(xlate: &str) -> BTreeSet<String> {
 }
 
 fn balanced(name: &str, text: &str) {
-    let code: String = {
-        // Drop string literals, then count.
-        let mut out = String::new();
-        let mut in_str = false;
-        let mut prev = ' ';
-        for c in text.chars() {
-            if c == '"' && prev != '\\' {
-                in_str = !in_str;
-            } else if !in_str {
-                out.push(c);
-            }
-            prev = c;
-        }
-        assert!(!in_str, "{name}: unterminated string");
-        out
-    };
+    let code = without_strings(text);
+    assert!(
+        code.matches('"').count().is_multiple_of(2),
+        "{name}: unterminated string"
+    );
     for (o, c) in [('{', '}'), ('(', ')'), ('[', ']')] {
         assert_eq!(
             code.matches(o).count(),
@@ -497,7 +486,7 @@ fn d_examples_use_only_what_httpd_d_and_the_module_define() {
 }
 
 #[test]
-fn every_example_has_a_bpftrace_twin_with_the_same_output_format() {
+fn every_example_has_a_bpftrace_twin() {
     let examples = d_examples();
     let bts: BTreeSet<String> = fs::read_dir(repo_file("examples"))
         .unwrap()
@@ -520,25 +509,10 @@ fn every_example_has_a_bpftrace_twin_with_the_same_output_format() {
     ] {
         assert!(bts.contains(&format!("{want}.bt")), "{want}");
     }
-    for (name, d) in &examples {
+    for (name, _) in &examples {
         let btname = name.trim_end_matches(".d").to_string() + ".bt";
         let bt = fs::read_to_string(repo_file(&format!("examples/{btname}"))).unwrap();
-        // The same lines: every printf() format of the bpftrace script is in the D script.
-        let d_fmts: BTreeSet<String> = calls(&strip_comments(d), "printf")
-            .into_iter()
-            .map(|a| a[0].clone())
-            .collect();
-        // (The usage message names its own script.)
-        for args in calls(&strip_comments(&bt), "printf")
-            .into_iter()
-            .filter(|a| !a[0].starts_with("\"USAGE: "))
-        {
-            assert!(
-                d_fmts.contains(&args[0]),
-                "{btname} prints {} but {name} does not",
-                args[0]
-            );
-        }
+        // (That the two print the same lines is checked statement by statement below.)
         // Usable out of the box with the Debian package, and says how to use another module.
         assert!(
             bt.contains(&format!("usdt:{DEB_MODULE}:httpd:")),
@@ -565,4 +539,393 @@ fn every_example_has_a_bpftrace_twin_with_the_same_output_format() {
             "{btname}: header names both twins"
         );
     }
+}
+
+/// `text` without its string literals (each replaced by `""`), for scanning code.
+fn without_strings(text: &str) -> String {
+    let mut out = String::new();
+    let (mut in_str, mut prev) = (false, ' ');
+    for c in text.chars() {
+        if in_str {
+            if c == '"' && prev != '\\' {
+                in_str = false;
+                out.push('"');
+            }
+        } else {
+            if c == '"' {
+                in_str = true;
+            }
+            out.push(c);
+        }
+        prev = if prev == '\\' && c == '\\' { ' ' } else { c };
+    }
+    out
+}
+
+/// Every D file of the repository: httpd.d and the examples, as (name, code without comments).
+fn d_code() -> Vec<(String, String)> {
+    let mut v = vec![(
+        "httpd.d".to_string(),
+        strip_comments(&fs::read_to_string(repo_file("httpd.d")).unwrap()),
+    )];
+    v.extend(
+        d_examples()
+            .into_iter()
+            .map(|(n, t)| (format!("examples/{n}"), strip_comments(&t))),
+    );
+    v
+}
+
+/// D's macro variables: `$0`..`$9...`, `$$0`.., and the named ones. Anything else after a `$`
+/// (a shell's `$#`, `$@`, `$*`, `$?`, `${...}`) is not D: a real DTrace rejects the script
+/// ("syntax error near "$"").
+fn bad_macro_variables(code: &str) -> Vec<String> {
+    const NAMED: [&str; 13] = [
+        "target", "pid", "ppid", "pgid", "sid", "uid", "gid", "euid", "egid", "projid", "taskid",
+        "zoneid", "cwd",
+    ];
+    let code = without_strings(code);
+    let b = code.as_bytes();
+    let mut bad = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 1;
+        if j < b.len() && b[j] == b'$' {
+            j += 1; // `$$1`: the argument as a string
+        }
+        let name_end = (j..b.len())
+            .find(|&k| !(b[k].is_ascii_alphanumeric() || b[k] == b'_'))
+            .unwrap_or(b.len());
+        let name = &code[j..name_end];
+        let ok = (!name.is_empty() && name.bytes().all(|c| c.is_ascii_digit()))
+            || (j == i + 1 && NAMED.contains(&name));
+        if !ok {
+            bad.push(code[i..(name_end.max(j + 1)).min(b.len())].to_string());
+        }
+        i = name_end.max(j + 1);
+    }
+    bad
+}
+
+#[test]
+fn d_scripts_use_only_d_macro_variables() {
+    for (name, code) in d_code() {
+        let bad = bad_macro_variables(&code);
+        assert!(
+            bad.is_empty(),
+            "{name} uses {bad:?}, which D does not have (a shell's, or bpftrace's `$#`); \
+             with `#pragma D option defaultargs`, test a missing argument with `$$1 == \"\"`"
+        );
+    }
+    // The check itself: what DTrace rejects is caught, what D has is not.
+    assert_eq!(bad_macro_variables("BEGIN /$# != 1/ { }"), ["$#"]);
+    assert_eq!(bad_macro_variables("x = $@; y = ${1};"), ["$@", "${"]);
+    assert!(bad_macro_variables("/$$1 == \"\" && $1 > 0 && pid == $target/ { }").is_empty());
+    assert!(bad_macro_variables("printf(\"$# in a string\");").is_empty());
+}
+
+/// Whether D code reads the probes' sixth argument.
+fn reads_arg5(code: &str) -> bool {
+    words_with_prefix(&without_strings(code), "arg").contains("arg5")
+}
+
+#[test]
+fn no_d_script_or_dtrace_one_liner_reads_arg5() {
+    // The usdt crate's macOS backend fires six-argument probes with arg5 = 0: D reads the
+    // latency from the struct (rq_latency_us), which every platform delivers.
+    for (name, code) in d_code() {
+        assert!(
+            !reads_arg5(&code),
+            "{name} reads arg5: read httpd_rqinfo->rq_latency_us instead"
+        );
+    }
+    let readme = fs::read_to_string(repo_file("README.md")).unwrap();
+    let one_liners: Vec<&str> = readme.lines().filter(|l| l.contains("dtrace -n")).collect();
+    assert!(one_liners.len() >= 2, "README's DTrace one-liners");
+    for l in one_liners {
+        let d = l.split("dtrace -n").nth(1).unwrap();
+        assert!(!reads_arg5(d), "README's one-liner reads arg5: {l}");
+    }
+    assert!(reads_arg5("@ = quantize(arg5);") && !reads_arg5("arg50; \"arg5\""));
+}
+
+/// The functions a translator member may call: reading user memory, and sizeof.
+const TRANSLATOR_CALLS: [&str; 3] = ["copyin", "copyinstr", "sizeof"];
+
+/// The functions called in `expr` (identifiers followed by `(`).
+fn called(expr: &str) -> BTreeSet<String> {
+    let b = expr.as_bytes();
+    let mut v = BTreeSet::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_alphabetic() || b[i] == b'_' {
+            let s = i;
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                i += 1;
+            }
+            let next = expr[i..].trim_start();
+            if next.starts_with('(') {
+                v.insert(expr[s..i].to_string());
+            }
+        } else {
+            i += 1;
+        }
+    }
+    v
+}
+
+#[test]
+fn translator_members_call_no_d_string_function() {
+    // String surgery in a translator (index(), substr(), strtok() of a copyinstr()) differs
+    // across DTrace implementations: the module hands every member over ready-made.
+    let l = lib();
+    for (what, xlate) in [("httpd_rqinfo_t", &l.rq_xlate), ("conninfo_t", &l.ci_xlate)] {
+        for member in without_strings(xlate).split(';') {
+            let Some((lhs, rhs)) = member.split_once('=') else {
+                continue;
+            };
+            let extra: Vec<String> = called(rhs)
+                .into_iter()
+                .filter(|f| !TRANSLATOR_CALLS.contains(&f.as_str()))
+                .collect();
+            assert!(
+                extra.is_empty(),
+                "{what}: {} calls {extra:?}; a translator member may only read the struct \
+                 ({TRANSLATOR_CALLS:?})",
+                lhs.trim()
+            );
+        }
+    }
+    assert_eq!(
+        called("rq_path = index(copyinstr(x), \"?\") < 0 ? \"\" : substr(y, 0, 2)"),
+        ["copyinstr", "index", "substr"].map(String::from).into()
+    );
+}
+
+// ---- the twins' output, statement by statement ----------------------------------------
+
+/// The output statements of each kind of clause of a D or bpftrace script, rendered as the
+/// text they print: BEGIN and END and the interval clauses in order, the per-request clauses
+/// as the set of lines they may print. Both languages render to the same notation:
+///
+/// * `printf("fmt", ...)`: its format (DTrace's `%Y` of walltimestamp as `<date>`);
+/// * bpftrace `time("%Y %b %e %H:%M:%S")`: `<date>` (what DTrace's `%Y` prints, day padded
+///   with a space); any other time() format stays as it is, and matches nothing in D;
+/// * a printed count/sum map, bpftrace `print(@m)` or D `printa("@m[%.., %..]: %@d\n", @m)`:
+///   `<map @m/keys>`; a D printa() format of another shape stays as it is;
+/// * a printed histogram, bpftrace `print(@h)` (which prints "@h: \n" and the rows) or D
+///   `printa(@h)` (whose quantize() output starts with a newline): `@h: \n<hist @h>` and
+///   `\n<hist @h>` respectively, so that D must print the "@h: " title itself.
+///
+/// The script's own name (in its USAGE line) is written `<script>`.
+#[derive(Debug, Default, PartialEq)]
+struct Rendered {
+    ordered: BTreeMap<String, String>,
+    per_request: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// The top-level clauses of a script: (probe specs, body).
+fn clauses(code: &str) -> Vec<(Vec<String>, String)> {
+    let code: String = code
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut v = Vec::new();
+    let mut rest = code.as_str();
+    loop {
+        rest = rest.trim_start();
+        if rest.is_empty() {
+            return v;
+        }
+        let open = rest.find('{').expect("a clause without a body");
+        let header = &rest[..open];
+        let body = block_after(rest, 0).to_string();
+        let end = open + 1 + body.len() + 1;
+        rest = &rest[end..];
+        if header.trim_start().starts_with("struct ") {
+            rest = rest.trim_start().strip_prefix(';').unwrap_or(rest);
+            continue;
+        }
+        let specs = header
+            .lines()
+            .map(str::trim)
+            .filter(|l| !(l.starts_with('/') && l.ends_with('/') && l.len() > 1))
+            .flat_map(|l| l.split(','))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+        v.push((specs, body));
+    }
+}
+
+fn clause_kind(spec: &str) -> String {
+    let spec = spec.replace("__", "-");
+    match spec.as_str() {
+        "BEGIN" | "END" => spec,
+        s if s.ends_with(":request-done") => "request-done".into(),
+        s if s.ends_with(":request-start") => "request-start".into(),
+        s if s.starts_with("tick-") => format!("interval {}", &s[5..]),
+        s if s.starts_with("interval:s:") => format!("interval {}s", &s[11..]),
+        other => panic!("unknown probe {other:?}"),
+    }
+}
+
+/// The string a literal argument holds (its escapes kept).
+fn literal(arg: &str) -> Option<&str> {
+    arg.strip_prefix('"')?.strip_suffix('"')
+}
+
+/// The output statements of a body in source order: (function, arguments).
+fn output_calls(body: &str) -> Vec<(String, Vec<String>)> {
+    let mut found: Vec<(usize, String, Vec<String>)> = Vec::new();
+    for f in ["printf", "print", "printa", "time"] {
+        let at: Vec<usize> = body
+            .match_indices(&format!("{f}("))
+            .map(|(i, _)| i)
+            .filter(|&i| {
+                i == 0
+                    || !(body.as_bytes()[i - 1].is_ascii_alphanumeric()
+                        || body.as_bytes()[i - 1] == b'_')
+            })
+            .collect();
+        for (i, args) in at.into_iter().zip(calls(body, f)) {
+            found.push((i, f.to_string(), args));
+        }
+    }
+    found.sort_by_key(|c| c.0);
+    found.into_iter().map(|(_, f, a)| (f, a)).collect()
+}
+
+/// The maps of a bpftrace script that hold histograms, and the number of keys of each map.
+fn bt_maps(code: &str) -> (BTreeSet<String>, BTreeMap<String, usize>) {
+    let mut hists = BTreeSet::new();
+    let mut keys = BTreeMap::new();
+    for w in words_with_prefix(code, "@") {
+        let name = w.clone();
+        for (i, _) in code.match_indices(&name) {
+            let after = &code[i + name.len()..];
+            if after.starts_with('[') {
+                let inner = &after[1..after.find(']').unwrap()];
+                keys.insert(name.clone(), inner.split(',').count());
+            }
+            let assigned = after.trim_start_matches(|c: char| c != '=' && c != ';' && c != ')');
+            if let Some(rhs) = assigned.strip_prefix('=') {
+                let rhs = rhs.trim_start();
+                if rhs.starts_with("hist(") || rhs.starts_with("lhist(") {
+                    hists.insert(name.clone());
+                }
+            }
+        }
+    }
+    (hists, keys)
+}
+
+fn render(code: &str, script: &str, bpftrace: bool) -> Rendered {
+    const DATE: &str = "%Y %b %e %H:%M:%S";
+    let (hists, keys) = bt_maps(code);
+    let mut r = Rendered::default();
+    for (specs, body) in clauses(code) {
+        let mut out: Vec<String> = Vec::new();
+        for (f, args) in output_calls(&body) {
+            let first = args.first().map(String::as_str).unwrap_or("");
+            let text = match (f.as_str(), literal(first)) {
+                ("printf", Some(fmt)) if bpftrace => fmt.to_string(),
+                ("printf", Some(fmt)) => fmt.replace("%Y", "<date>"),
+                ("time", Some(fmt)) if bpftrace => fmt.replace(DATE, "<date>"),
+                ("print", None) if bpftrace && hists.contains(first) => {
+                    format!("{first}: \\n<hist {first}>")
+                }
+                ("print", None) if bpftrace => {
+                    format!("<map {first}/{}>", keys.get(first).copied().unwrap_or(0))
+                }
+                ("printa", None) if !bpftrace => format!("\\n<hist {first}>"),
+                ("printa", Some(fmt)) if !bpftrace && args.len() == 2 => {
+                    let m = &args[1];
+                    let inner = fmt
+                        .strip_prefix(&format!("{m}["))
+                        .and_then(|r| r.strip_suffix("]: %@d\\n"));
+                    match inner {
+                        Some(k) if k.split(", ").all(|c| c.starts_with('%')) => {
+                            format!("<map {m}/{}>", k.split(", ").count())
+                        }
+                        _ => format!("<printa {fmt}>"),
+                    }
+                }
+                _ => format!("<{f}({})>", args.join(", ")),
+            };
+            out.push(text.replace(script, "<script>"));
+        }
+        for spec in &specs {
+            let kind = clause_kind(spec);
+            if kind.starts_with("request-") {
+                r.per_request
+                    .entry(kind)
+                    .or_default()
+                    .extend(out.iter().cloned());
+            } else {
+                r.ordered.entry(kind).or_default().push_str(&out.concat());
+            }
+        }
+    }
+    r
+}
+
+#[test]
+fn every_d_example_prints_exactly_what_its_bpftrace_twin_prints() {
+    for (name, d) in d_examples() {
+        let btname = name.trim_end_matches(".d").to_string() + ".bt";
+        let bt = fs::read_to_string(repo_file(&format!("examples/{btname}"))).unwrap();
+        let rd = render(&strip_comments(&d), &name, false);
+        let rb = render(&strip_comments(&bt), &btname, true);
+        assert!(
+            rb.ordered.contains_key("BEGIN"),
+            "{btname} prints no header: {rb:#?}"
+        );
+        assert_eq!(
+            rd.ordered, rb.ordered,
+            "{name} and {btname} print different header, interval or final lines"
+        );
+        assert_eq!(
+            rd.per_request, rb.per_request,
+            "{name} and {btname} print different lines per request"
+        );
+    }
+}
+
+#[test]
+fn the_twin_renderer_tells_formats_apart() {
+    let bt = "BEGIN { printf(\"T\\n\"); }\n\
+              usdt:/m.so:httpd:request-done { @u[str(arg2), arg4] = count(); @h = hist(arg5); }\n\
+              interval:s:5 { time(\"%Y %b %e %H:%M:%S\\n\"); print(@u); clear(@u); }\n\
+              END { printf(\"\\n\"); print(@h); }";
+    let d = "BEGIN { printf(\"T\\n\"); }\n\
+             httpd*:::request-done { @u[x, y] = count(); @h = quantize(z); }\n\
+             tick-5s { printf(\"%Y\\n\", walltimestamp); printa(\"@u[%s, %d]: %@d\\n\", @u); }\n\
+             END { printf(\"\\n@h: \"); printa(@h); }";
+    let rb = render(bt, "x.bt", true);
+    assert_eq!(render(d, "x.d", false), rb);
+    assert_eq!(rb.ordered["interval 5s"], "<date>\\n<map @u/2>");
+    for (from, to) in [
+        ("%e", "%d"),                             // the date D cannot print
+        ("END { printf(\"\\n\");", "END {"),      // a blank line only one twin prints
+        ("printf(\"T\\n\")", "printf(\"U\\n\")"), // another header
+    ] {
+        let changed = bt.replacen(from, to, 1);
+        assert_ne!(changed, bt, "{from:?}");
+        assert_ne!(
+            render(&changed, "x.bt", true),
+            render(d, "x.d", false),
+            "{to:?}"
+        );
+    }
+    let extra_blank = d.replacen("%@d\\n\", @u);", "%@d\\n\", @u); printf(\"\\n\");", 1);
+    assert_ne!(render(&extra_blank, "x.d", false), rb);
+    let three_keys = d.replacen("@u[%s, %d]", "@u[%s, %d, %d]", 1);
+    assert_ne!(render(&three_keys, "x.d", false), rb);
 }

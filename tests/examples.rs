@@ -271,11 +271,29 @@ fn http_urls_bt_counts_by_path_and_status_every_interval() {
     .map(|((p, s), n)| ((p.to_string(), s.to_string()), n))
     .collect();
     assert_eq!(counts, want, "{out}");
-    // Every dump is headed by the time, as `%Y` prints it in D: "2026 Nov 26 12:57:30".
-    let stamps = out
-        .lines()
-        .filter(|l| l.len() == 20 && l.as_bytes()[4] == b' ' && l[..4].parse::<u32>().is_ok());
-    assert!(stamps.count() >= 2, "{out}");
+    // Every dump is headed by the time as DTrace's `%Y` prints it, the day padded with a
+    // space: "2026 Nov 26 12:57:30", "2026 Dec  2 09:05:01".
+    let is_stamp = |l: &str| {
+        let b = l.as_bytes();
+        l.len() == 20
+            && l[..4].parse::<u32>().is_ok()
+            && b[4] == b' '
+            && b[5].is_ascii_uppercase()
+            && l[6..8].bytes().all(|c| c.is_ascii_lowercase())
+            && b[8] == b' '
+            && (b[9] == b' ' || (b'1'..=b'3').contains(&b[9]))
+            && b[10].is_ascii_digit()
+            && b[11] == b' '
+            && l[12..].len() == 8
+            && l[12..]
+                .split(':')
+                .all(|n| n.len() == 2 && n.parse::<u8>().is_ok())
+    };
+    let stamps: Vec<&str> = out.lines().filter(|l| l.starts_with("20")).collect();
+    assert!(stamps.len() >= 2, "{out}");
+    for l in stamps {
+        assert!(is_stamp(l), "{l:?} is not spelt as DTrace's %Y:\n{out}");
+    }
 }
 
 #[test]
