@@ -58,7 +58,7 @@
 #pragma D depends_on library net.d
 
 /*
- * The native argument, exactly as the module lays it out (64-bit, 128 bytes). A test
+ * The native argument, exactly as the module lays it out (64-bit, 136 bytes). A test
  * compares this declaration with the module's Rust struct (names, types, offsets).
  * The string pointers are addresses in the Apache process, declared as uint64_t and
  * read with copyin()/copyinstr(); the module never passes NULL (an absent value is
@@ -85,6 +85,7 @@ typedef struct dthttpd {
 	uint64_t	dt_client;	/* 104: client IP, mod_remoteip aware (string) */
 	uint64_t	dt_logid;	/* 112: log id, %L or UNIQUE_ID (string) */
 	uint64_t	dt_path;	/* 120: URI path, no query (string) */
+	uint64_t	dt_reqline;	/* 128: request line as read, %r (string) */
 } dthttpd_t;
 
 /* dt_flags bits */
@@ -118,6 +119,7 @@ typedef struct {
 	string		rq_protocol;	/* protocol, e.g. "HTTP/1.1" */
 	string		rq_client;	/* client IP (mod_remoteip aware) */
 	string		rq_logid;	/* log id (%L, UNIQUE_ID) */
+	string		rq_reqline;	/* the request line as Apache read it (%r) */
 	uint8_t		rq_ipver;	/* 4 or 6 (0: no connection) */
 	uint8_t		rq_flags;	/* HTTPD_FLAG_* bits */
 	int		rq_tls;		/* 1: TLS connection */
@@ -198,6 +200,10 @@ translator httpd_rqinfo_t < dthttpd_t *dp > {
 	rq_logid = *(uint64_t *)copyin((uintptr_t)&dp->dt_logid,
 	    sizeof (uint64_t)) == 0 ? "" :
 	    copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_logid,
+	    sizeof (uint64_t)));
+	rq_reqline = *(uint64_t *)copyin((uintptr_t)&dp->dt_reqline,
+	    sizeof (uint64_t)) == 0 ? "" :
+	    copyinstr(*(uintptr_t *)copyin((uintptr_t)&dp->dt_reqline,
 	    sizeof (uint64_t)));
 	rq_ipver = *(uint8_t *)copyin((uintptr_t)&dp->dt_ipver,
 	    sizeof (uint8_t));

@@ -148,6 +148,14 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The request line as Apache read it (`r->the_request`, what `%r` logs): at most
+    /// `LimitRequestLine` + 1 bytes, rewritten by Apache with single spaces once it parsed
+    /// the line; never parsed here.
+    pub fn request_line(self) -> Text<'a> {
+        // SAFETY: as above.
+        unsafe { Text::from_ptr(self.0.the_request) }
+    }
+
     pub fn hostname(self) -> Text<'a> {
         // SAFETY: as above.
         unsafe { Text::from_ptr(self.0.hostname) }

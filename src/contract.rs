@@ -57,6 +57,7 @@ pub(crate) fn rust_layout() -> Vec<RustField> {
         dt_client,
         dt_logid,
         dt_path,
+        dt_reqline,
     )
 }
 
@@ -290,11 +291,11 @@ fn rel(p: &Path) -> String {
 #[test]
 fn rust_layout_is_complete_and_ordered() {
     let rust = rust_layout();
-    assert_eq!(rust.len(), 20);
+    assert_eq!(rust.len(), 21);
     assert_eq!(rust.first().map(|f| f.name), Some("dt_rqid"));
     assert_eq!(
         rust.last().map(|f| (f.name, f.offset + f.size)),
-        Some(("dt_path", 128))
+        Some(("dt_reqline", 136))
     );
 }
 

@@ -3,7 +3,7 @@
 //! The struct layout is a public compatibility contract (README.md, "Probe reference";
 //! `httpd.d` declares the same struct for DTrace). Its first fields are exactly mod_usdt's
 //! LP64 layout, so translators already in the wild keep working; the fields mod_usdt left
-//! as zeroed padding now carry data. Fields may only ever be appended after offset 128.
+//! as zeroed padding now carry data. Fields may only ever be appended after the last one.
 //! `tests::layout_is_the_contract` pins every offset.
 
 use crate::apache::{Key, Request, Text};
@@ -18,7 +18,7 @@ pub const FLAG_REDIRECTED: u8 = 1 << 1;
 /// rejected it while reading it: 400, 408, 414, 431, ...).
 pub const FLAG_NO_START: u8 = 1 << 2;
 
-/// The native argument of both probes (`arg0`), 128 bytes, 64-bit only.
+/// The native argument of both probes (`arg0`), 136 bytes, 64-bit only.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct DtHttpd {
@@ -42,6 +42,7 @@ pub struct DtHttpd {
     pub dt_client: *const c_char,
     pub dt_logid: *const c_char,
     pub dt_path: *const c_char,
+    pub dt_reqline: *const c_char,
 }
 
 const USER_AGENT: Key = Key::new(c"User-Agent");
@@ -120,6 +121,8 @@ impl DtHttpd {
         logid: Text<'_>,
         ev: Event,
     ) -> &'p DtHttpd {
+        // The header scan first, while few values are live (fewer spills around its loop).
+        let agent = orig.header_in(USER_AGENT);
         let conn = orig.connection().or_else(|| last.connection());
         let start = orig.request_time();
         let mut flags = ev.flags;
@@ -143,12 +146,13 @@ impl DtHttpd {
             dt_raddr: conn.map_or(Text::EMPTY, |c| c.client_ip()).as_ptr(),
             dt_method: orig.method().as_ptr(),
             dt_uri: orig.unparsed_uri().as_ptr(),
-            dt_agent: orig.header_in(USER_AGENT).as_ptr(),
+            dt_agent: agent.as_ptr(),
             dt_host: orig.hostname().as_ptr(),
             dt_protocol: orig.protocol().as_ptr(),
             dt_client: orig.useragent_ip().as_ptr(),
             dt_logid: logid.as_ptr(),
             dt_path: orig.path().as_ptr(),
+            dt_reqline: orig.request_line().as_ptr(),
         })
     }
 
@@ -233,7 +237,8 @@ mod tests {
         assert_eq!(offset_of!(DtHttpd, dt_client), 104);
         assert_eq!(offset_of!(DtHttpd, dt_logid), 112);
         assert_eq!(offset_of!(DtHttpd, dt_path), 120);
-        assert_eq!(size_of::<DtHttpd>(), 128);
+        assert_eq!(offset_of!(DtHttpd, dt_reqline), 128);
+        assert_eq!(size_of::<DtHttpd>(), 136);
     }
 
     #[test]
@@ -297,6 +302,7 @@ mod tests {
         f.set_method("GET")
             .set_uri("/a/b?x=1")
             .set_path("/a/b")
+            .set_request_line("GET /a/b?x=1 HTTP/1.1")
             .set_host("example.test")
             .set_protocol("HTTP/1.1")
             .set_useragent_ip("10.1.2.3")
@@ -325,9 +331,11 @@ mod tests {
         assert_eq!(cstr_at(p.dt_client), "10.1.2.3");
         assert_eq!(cstr_at(p.dt_logid), "");
         assert_eq!(cstr_at(p.dt_path), "/a/b");
+        assert_eq!(cstr_at(p.dt_reqline), "GET /a/b?x=1 HTTP/1.1");
         // The string arguments are Apache's own pointers, not copies.
         assert_eq!(p.dt_uri, f.request_ref().unparsed_uri as *const c_char);
         assert_eq!(p.dt_path, f.request_ref().parsed_uri.path as *const c_char);
+        assert_eq!(p.dt_reqline, f.request_ref().the_request as *const c_char);
         let a = p.args();
         assert_eq!(a.0, &p as *const DtHttpd as usize);
         assert_eq!(a.1, p.dt_method as usize);
@@ -361,6 +369,7 @@ mod tests {
             p.dt_client,
             p.dt_logid,
             p.dt_path,
+            p.dt_reqline,
         ] {
             assert!(!s.is_null());
             assert_eq!(cstr_at(s), "");
@@ -413,6 +422,40 @@ mod tests {
         assert_eq!((q.dt_status, q.dt_bytes_sent), (404, 321));
         assert_eq!(cstr_at(q.dt_uri), "/missing?q=1");
         assert_eq!(cstr_at(q.dt_path), "/missing");
+    }
+
+    #[test]
+    fn a_rejected_request_carries_the_line_apache_read() {
+        // A request line Apache read but never parsed (it ended in a bare LF): no method, URI
+        // or path, but the line, as `%r` logs it.
+        let mut f = FakeRequest::new();
+        f.set_request_line("GET / HTTP/1.0\n").request_mut().status = 400;
+        let p = DtHttpd::done(
+            f.request(),
+            Event {
+                id: 1,
+                flags: FLAG_NO_START,
+                now_us: 0,
+                tls: None,
+            },
+        );
+        assert_eq!(
+            (cstr_at(p.dt_method), cstr_at(p.dt_uri), cstr_at(p.dt_path)),
+            (String::new(), String::new(), String::new())
+        );
+        assert_eq!(cstr_at(p.dt_reqline), "GET / HTTP/1.0\n");
+        assert_eq!((p.dt_status, p.dt_flags), (400, FLAG_NO_START));
+    }
+
+    #[test]
+    fn done_reports_the_request_line_of_the_original_request() {
+        let mut orig = FakeRequest::new();
+        orig.set_request_line("GET /missing HTTP/1.1");
+        let mut redirected = FakeRequest::new();
+        redirected.set_request_line("GET /errors/404.html HTTP/1.1");
+        FakeRequest::chain(&mut orig, &mut redirected);
+        let p = DtHttpd::done(redirected.request(), ev(1, 0));
+        assert_eq!(cstr_at(p.dt_reqline), "GET /missing HTTP/1.1");
     }
 
     #[test]

@@ -113,6 +113,10 @@ impl FakeRequest {
         self.r.method_number = m;
         self
     }
+    pub fn set_request_line(&mut self, s: &str) -> &mut Self {
+        self.r.the_request = self.keep(s);
+        self
+    }
     pub fn set_host(&mut self, s: &str) -> &mut Self {
         self.r.hostname = self.keep(s);
         self

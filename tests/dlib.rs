@@ -207,6 +207,7 @@ fn httpd_rqinfo_t_keeps_mod_usdt_members_and_adds_the_rest() {
         ("rq_protocol", "string"),
         ("rq_client", "string"),
         ("rq_logid", "string"),
+        ("rq_reqline", "string"),
         ("rq_tls", "int"),
         ("rq_redirected", "int"),
         ("rq_nostart", "int"),

@@ -292,6 +292,12 @@ fn check_matrix(mpm: Mpm) {
             assert_eq!(e.path, want, "{e:#?}");
         }
     }
+    // dt_reqline: the request line, at start and done alike, for every request Apache
+    // parsed (HTTP/2's is the one Apache makes for it).
+    for e in events.iter().filter(|e| e.flags & FLAG_NO_START == 0) {
+        let want = format!("{} {} {}", e.method, e.uri, e.protocol);
+        assert_eq!(e.reqline, want, "{e:#?}");
+    }
 
     // Pipelined keep-alive requests: distinct ids, one connection.
     let p: Vec<&Event> = ["/page.html?p=1", "/page.html?p=2", "/page.html?p=3"]
@@ -516,6 +522,182 @@ fn tls_requests_are_flagged_at_start_and_done() {
     );
     assert!(a.crash_lines().is_empty(), "{}", a.error_log());
     let _ = std::fs::remove_dir_all(&certs);
+}
+
+/// Requests Apache rejects while reading them fire request-done only, with the fields Apache
+/// had parsed when it gave up, and in dt_reqline the request line Apache read: exactly what the
+/// access log's `%r` shows, also where the method and URI are empty. (README.md, "Rejected
+/// requests", is this table.)
+#[test]
+fn rejected_requests_carry_the_request_line_apache_read() {
+    if !need_tracing("rejected requests") {
+        return;
+    }
+    let mut opts = ApacheOpts::new(Mpm::Event);
+    opts.h2c = opts.h2c && module_has_http2();
+    // 408s within 2 s; a request line over 100 bytes is a 414.
+    opts.extra = "Timeout 2\nLimitRequestLine 100".into();
+    let mut a = Apache::start(opts);
+    let t = Tracer::start(TRACE_ALL, &a.module);
+    let addr = a.addr();
+    // Each waits out the Timeout: a partial request line, a request line and part of the
+    // headers, and a connection that sends nothing (not a request: no event, no log line).
+    let idle: Vec<_> = [
+        &b"GET /page.html?partial-line HT"[..],
+        &b"GET /page.html?partial-headers HTTP/1.1\r\nHost: localhost\r\n"[..],
+        &b""[..],
+    ]
+    .into_iter()
+    .map(|bytes| std::thread::spawn(move || raw_exchange_keep_open(addr, bytes)))
+    .collect();
+    let (_, st, _) = request(addr, "GET", "/page.html?ok", &[]);
+    assert_eq!(st, 200);
+    let long = format!(
+        "GET /{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "a".repeat(300)
+    );
+    let big = format!(
+        "GET /page.html?big HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(10_000)
+    );
+    for (bytes, status) in [
+        (&b"this is not http\r\n\r\n"[..], 400),
+        (&b"GET /bare-lf HTTP/1.0\n\n"[..], 400),
+        (&b"GET  /two-spaces HTTP/1.0\r\n\r\n"[..], 400),
+        (
+            &b"GET /page.html?nohost HTTP/1.1\r\nUser-Agent: x\r\n\r\n"[..],
+            400,
+        ),
+        (big.as_bytes(), 400),
+        (long.as_bytes(), 414),
+    ] {
+        let (_, buf) = raw_exchange(addr, bytes);
+        assert_eq!(
+            statuses(&buf),
+            vec![status],
+            "{}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(60)])
+        );
+    }
+    if a.opts.h2c {
+        let header = format!("X-Big: {}", "b".repeat(10_000));
+        let out = curl(&[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version} %{http_code}",
+            "--http2-prior-knowledge",
+            "-H",
+            &header,
+            &a.url("/page.html?h2big"),
+        ]);
+        assert_eq!(out, "2 431", "HTTP/2 with an oversized header field");
+    }
+    for h in idle {
+        let (_, buf) = h.join().unwrap();
+        assert!(statuses(&buf).iter().all(|&s| s == 408), "{buf:?}");
+    }
+    let n = if a.opts.h2c { 10 } else { 9 };
+    let log = a.wait_access_lines(n);
+    let out = t.stop();
+    let events = parse_events(&out);
+    a.stop();
+    assert_eq!(log.len(), n, "access log: {log:#?}");
+    assert!(a.crash_lines().is_empty(), "{}", a.error_log());
+    let dones: Vec<&Event> = events.iter().filter(|e| !e.start).collect();
+    assert_eq!(
+        dones.len(),
+        n,
+        "one request-done per access-log line: {dones:#?}"
+    );
+    let starts: Vec<&Event> = events.iter().filter(|e| e.start).collect();
+    assert_eq!(starts.len(), 1, "only the good request starts: {starts:#?}");
+    assert_eq!(starts[0].reqline, "GET /page.html?ok HTTP/1.1");
+
+    // dt_reqline is what %r logs (Apache escapes the LF; "-" when there is no line).
+    for d in &dones {
+        let line = log
+            .iter()
+            .find(|l| l.rport == d.rport)
+            .unwrap_or_else(|| panic!("no access-log line for {d:#?}"));
+        let logged = if d.reqline.is_empty() {
+            "-".to_string()
+        } else {
+            d.reqline.replace('\n', "\\n")
+        };
+        assert_eq!(logged, line.request, "{d:#?}");
+        assert_eq!(d.arg4, line.status, "{d:#?}");
+    }
+
+    // (status, method, URI, path, request line, protocol) of each rejected request.
+    let mut got: Vec<(i32, &str, &str, &str, &str, &str)> = dones
+        .iter()
+        .filter(|d| d.flags & FLAG_NO_START != 0)
+        .map(|d| {
+            assert_eq!(d.host, "", "{d:#?}");
+            (
+                d.arg4,
+                d.method.as_str(),
+                d.uri.as_str(),
+                d.path.as_str(),
+                d.reqline.as_str(),
+                d.protocol.as_str(),
+            )
+        })
+        .collect();
+    got.sort();
+    let too_long = format!("GET /{}", "a".repeat(96));
+    let mut want = vec![
+        (400, "", "", "", "GET /bare-lf HTTP/1.0\n", "HTTP/1.0"),
+        (
+            400,
+            "GET",
+            "/page.html?big",
+            "/page.html",
+            "GET /page.html?big HTTP/1.1",
+            "HTTP/1.1",
+        ),
+        (
+            400,
+            "GET",
+            "/page.html?nohost",
+            "/page.html",
+            "GET /page.html?nohost HTTP/1.1",
+            "HTTP/1.1",
+        ),
+        (
+            400,
+            "GET",
+            "/two-spaces",
+            "/two-spaces",
+            "GET /two-spaces HTTP/1.0",
+            "HTTP/1.0",
+        ),
+        (400, "this", "is", "is", "this is not", "HTTP/1.0"),
+        (408, "", "", "", "", "HTTP/1.0"),
+        (
+            408,
+            "GET",
+            "/page.html?partial-headers",
+            "/page.html",
+            "GET /page.html?partial-headers HTTP/1.1",
+            "HTTP/1.1",
+        ),
+        (414, "", "", "", too_long.as_str(), "HTTP/1.0"),
+    ];
+    if a.opts.h2c {
+        want.push((
+            431,
+            "GET",
+            "/page.html?h2big",
+            "/page.html",
+            "GET /page.html?h2big HTTP/2.0",
+            "HTTP/2.0",
+        ));
+    }
+    want.sort();
+    assert_eq!(got, want);
 }
 
 /// Fidelity under concurrency: 1,200 requests from 60 clients at once give exactly as many

@@ -742,6 +742,7 @@ pub struct Event {
     pub client: String,
     pub logid: String,
     pub path: String,
+    pub reqline: String,
 }
 
 pub const FLAG_TLS: u8 = 1;
@@ -752,7 +753,17 @@ pub const FLAG_NO_START: u8 = 4;
 pub fn parse_events(out: &str) -> Vec<Event> {
     let mut by_key: BTreeMap<(u32, u64), (usize, Event, u8)> = BTreeMap::new();
     let mut order = 0usize;
-    for line in out.lines() {
+    let mut lines = out.lines();
+    while let Some(first) = lines.next() {
+        // An E7 record runs to its "\tE7END" marker, across the newlines the request line holds.
+        let mut line = first.to_string();
+        if line.starts_with("E7\t") {
+            while !line.ends_with("\tE7END") {
+                let Some(more) = lines.next() else { break };
+                line.push('\n');
+                line.push_str(more);
+            }
+        }
         let f: Vec<&str> = line.split('\t').collect();
         if f.len() < 3 || !f[0].starts_with('E') {
             continue;
@@ -809,13 +820,18 @@ pub fn parse_events(out: &str) -> Vec<Event> {
                 e.logid = s(3);
                 e.path = s(4);
             }
+            "E7" => {
+                // Everything between the third tab and the marker (a line may hold tabs).
+                let rest = line.splitn(4, '\t').nth(3).unwrap_or("");
+                e.reqline = rest.strip_suffix("\tE7END").unwrap_or(rest).to_string();
+            }
             _ => continue,
         }
         entry.2 += 1;
     }
     let mut v: Vec<(usize, Event, u8)> = by_key.into_values().collect();
     for (_, e, parts) in &v {
-        assert_eq!(*parts, 6, "incomplete event record {e:?}");
+        assert_eq!(*parts, 7, "incomplete event record {e:?}");
     }
     v.sort_by_key(|x| x.0);
     v.into_iter().map(|x| x.1).collect()
