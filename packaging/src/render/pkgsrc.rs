@@ -1,0 +1,191 @@
+//! pkgsrc: Makefile, DESCR, PLIST, MESSAGE, cargo-depends.mk, distinfo.
+
+use std::fmt::Write as _;
+
+use super::{Inputs, common_installs, header, pkgsrc_dir, wrap_paragraphs};
+use crate::crates::Digests;
+
+// pkgsrc
+
+pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
+    let m = i.m;
+    let dir = pkgsrc_dir(m);
+    let l = &m.pkgsrc;
+    let installs = common_installs(m, l);
+    let mut files = Vec::new();
+
+    // Makefile
+    let mut mk = String::new();
+    writeln!(mk, "# $NetBSD$").unwrap();
+    writeln!(mk, "#").unwrap();
+    write!(mk, "{}", header("# ")).unwrap();
+    writeln!(
+        mk,
+        "# The same holds for DESCR, PLIST, MESSAGE, distinfo and cargo-depends.mk."
+    )
+    .unwrap();
+    writeln!(mk).unwrap();
+    let gh = github_owner_repo(&m.release_url);
+    writeln!(mk, "DISTNAME=\t{}", m.distname()).unwrap();
+    writeln!(
+        mk,
+        "PKGNAME=\t${{APACHE_PKG_PREFIX}}-${{DISTNAME:S/mod_//}}"
+    )
+    .unwrap();
+    writeln!(mk, "CATEGORIES=\t{}", m.pkgsrc_category).unwrap();
+    match &gh {
+        Some((owner, repo)) => {
+            writeln!(mk, "MASTER_SITES=\t${{MASTER_SITE_GITHUB:={owner}/}}").unwrap();
+            writeln!(mk, "GITHUB_PROJECT=\t{repo}").unwrap();
+            writeln!(mk, "GITHUB_RELEASE=\tv${{PKGVERSION_NOREV}}").unwrap();
+        }
+        None => {
+            writeln!(
+                mk,
+                "MASTER_SITES=\t{}",
+                m.release_url.replace("{version}", "${PKGVERSION_NOREV}")
+            )
+            .unwrap();
+        }
+    }
+    writeln!(mk).unwrap();
+    writeln!(mk, "MAINTAINER=\t{}", m.pkgsrc_maintainer).unwrap();
+    writeln!(mk, "HOMEPAGE=\t{}", m.homepage).unwrap();
+    writeln!(mk, "COMMENT=\t{}", m.summary).unwrap();
+    writeln!(mk, "LICENSE=\t{}", m.license_pkgsrc).unwrap();
+    writeln!(mk).unwrap();
+    writeln!(mk, "PKG_APACHE_ACCEPTED=\tapache24").unwrap();
+    writeln!(mk, "APACHE_MODULE=\t\tyes").unwrap();
+    writeln!(mk).unwrap();
+    writeln!(
+        mk,
+        "# bindgen (a build dependency) needs libclang; build.rs asks apxs for the headers."
+    )
+    .unwrap();
+    writeln!(mk, "TOOL_DEPENDS+=\t\tclang-[0-9]*:../../lang/clang").unwrap();
+    writeln!(mk, "MAKE_ENV+=\t\tAPXS=${{APXS:Q}}").unwrap();
+    writeln!(mk, "MAKE_ENV+=\t\tLIBCLANG_PATH=${{LOCALBASE}}/lib").unwrap();
+    writeln!(mk).unwrap();
+    let mut dirs: Vec<&str> = Vec::new();
+    for d in [&l.module_dir, &l.dtrace_dir, &l.examples_dir] {
+        if !dirs.contains(&d.as_str()) {
+            dirs.push(d);
+        }
+    }
+    writeln!(mk, "INSTALLATION_DIRS+=\t{}", dirs.join(" ")).unwrap();
+    writeln!(mk).unwrap();
+    writeln!(
+        mk,
+        "# cargo names the module {}.dylib on Darwin, {}.so elsewhere.",
+        m.module_artifact, m.module_artifact
+    )
+    .unwrap();
+    writeln!(
+        mk,
+        "MODULE_SUFFIX=\t\t${{\"${{OPSYS}}\" == \"Darwin\":?dylib:so}}"
+    )
+    .unwrap();
+    writeln!(mk).unwrap();
+    writeln!(mk, ".include \"cargo-depends.mk\"").unwrap();
+    writeln!(mk).unwrap();
+    writeln!(mk, "do-install:").unwrap();
+    for inst in &installs {
+        let dest = format!("${{DESTDIR}}${{PREFIX}}/{}/{}", inst.dir, inst.name);
+        match &inst.source {
+            None => writeln!(
+                mk,
+                "\t${{INSTALL_LIB}} ${{WRKSRC}}/target/release/{}.${{MODULE_SUFFIX}} \\\n\t    {dest}",
+                m.module_artifact
+            )
+            .unwrap(),
+            Some(src) => writeln!(mk, "\t${{INSTALL_DATA}} ${{WRKSRC}}/{src} \\\n\t    {dest}").unwrap(),
+        }
+    }
+    writeln!(mk).unwrap();
+    writeln!(mk, ".include \"../../lang/rust/cargo.mk\"").unwrap();
+    writeln!(mk, ".include \"../../mk/apache.mk\"").unwrap();
+    writeln!(mk, ".include \"../../mk/bsd.pkg.mk\"").unwrap();
+    files.push((format!("{dir}/Makefile"), mk));
+
+    // DESCR (plain text: no comment syntax, see the Makefile's header)
+    files.push((format!("{dir}/DESCR"), wrap_paragraphs(&m.description)));
+
+    // PLIST
+    let mut plist = String::from("@comment $NetBSD$\n");
+    write!(plist, "{}", header("@comment ")).unwrap();
+    let mut entries: Vec<String> = installs
+        .iter()
+        .map(|i| format!("{}/{}", i.dir, i.name))
+        .collect();
+    entries.sort();
+    for e in entries {
+        writeln!(plist, "{e}").unwrap();
+    }
+    files.push((format!("{dir}/PLIST"), plist));
+
+    // MESSAGE
+    let bar = "=".repeat(75);
+    let ex_dir = format!("${{PREFIX}}/{}", l.examples_dir);
+    let mut msg = String::new();
+    writeln!(msg, "{bar}\n$NetBSD$\n").unwrap();
+    writeln!(
+        msg,
+        "To load the httpd DTrace provider, add this line to Apache's httpd.conf"
+    )
+    .unwrap();
+    writeln!(msg, "and restart Apache:\n").unwrap();
+    writeln!(
+        msg,
+        "\tLoadModule {} {}/{}\n",
+        m.module_symbol, l.module_dir, m.module_file
+    )
+    .unwrap();
+    writeln!(
+        msg,
+        "dtrace(1) looks for D libraries only in /usr/lib/dtrace, so tell it where"
+    )
+    .unwrap();
+    writeln!(msg, "httpd.d is with -L, for example:\n").unwrap();
+    writeln!(
+        msg,
+        "\tdtrace -L ${{PREFIX}}/{} -s {ex_dir}/{}\n",
+        l.dtrace_dir,
+        m.message_example_name()
+    )
+    .unwrap();
+    writeln!(msg, "The D and bpftrace example scripts are in {ex_dir}.").unwrap();
+    writeln!(msg, "{bar}").unwrap();
+    files.push((format!("{dir}/MESSAGE"), msg));
+
+    // cargo-depends.mk, as `make print-cargo-depends` writes it
+    let mut cd = String::from("# $NetBSD$\n");
+    writeln!(cd, "{}", header("# ")).unwrap();
+    for (c, _) in i.crates {
+        writeln!(cd, "CARGO_CRATE_DEPENDS+=\t{}", c.id()).unwrap();
+    }
+    files.push((format!("{dir}/cargo-depends.mk"), cd));
+
+    // distinfo: BLAKE2s, SHA512, Size for every distfile, sorted by file name
+    let mut dist: Vec<(String, &Digests)> = vec![(m.tarball_name(), i.tarball)];
+    for (c, d) in i.crates {
+        dist.push((c.file_name(), d));
+    }
+    dist.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut di = String::from("$NetBSD$\n\n");
+    for (name, d) in dist {
+        writeln!(di, "BLAKE2s ({name}) = {}", d.blake2s).unwrap();
+        writeln!(di, "SHA512 ({name}) = {}", d.sha512).unwrap();
+        writeln!(di, "Size ({name}) = {} bytes", d.size).unwrap();
+    }
+    files.push((format!("{dir}/distinfo"), di));
+    files
+}
+
+/// ("owner", "repo") of a https://github.com/<owner>/<repo>/releases/download/... URL.
+pub fn github_owner_repo(url: &str) -> Option<(String, String)> {
+    let rest = url.strip_prefix("https://github.com/")?;
+    let mut parts = rest.split('/');
+    let owner = parts.next()?.to_string();
+    let repo = parts.next()?.to_string();
+    (parts.next()? == "releases").then_some((owner, repo))
+}
