@@ -1,4 +1,4 @@
-//! `cargo run -p packaging -- <command>`
+//! `cargo run --manifest-path packaging/Cargo.toml -- <command>`
 //!
 //!   generate           write every recipe from packaging/package.toml and Cargo.lock
 //!   generate --check   write nothing; exit 1, naming each file, if a committed file differs
@@ -61,7 +61,7 @@ fn main() -> ExitCode {
                 }
                 eprintln!(
                     "packaging: {} file(s) differ from packaging/package.toml + Cargo.lock + the release \
-                     tarball; run `cargo run -p packaging -- generate` and commit the result",
+                     tarball; run `cargo run --manifest-path packaging/Cargo.toml -- generate` and commit the result",
                     problems.len()
                 );
                 ExitCode::FAILURE
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             if !drift.is_empty() {
                 eprintln!(
                     "packaging: warning: the committed recipes do not match this tarball yet; run \
-                     `cargo run -p packaging -- generate` ({} file(s) differ)",
+                     `cargo run --manifest-path packaging/Cargo.toml -- generate` ({} file(s) differ)",
                     drift.len()
                 );
             }

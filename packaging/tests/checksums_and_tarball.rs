@@ -3,8 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::process::Command;
 
 use common::*;
 use packaging::crates::{self, digests};
@@ -65,6 +66,113 @@ fn every_registry_crate_of_cargo_lock_is_listed_and_nothing_else() {
             .iter()
             .any(|c| c.starts_with("mod_dtprovider-") || c.starts_with("packaging-"))
     );
+}
+
+/// `name-version` of every registry crate `cargo build --release` of the module compiles, on
+/// any target: `cargo tree -e normal,build -p mod_dtprovider --target all`.
+fn module_build_crates() -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = run(
+        Command::new(cargo)
+            .args([
+                "tree",
+                "--locked",
+                "-e",
+                "normal,build",
+                "-p",
+                "mod_dtprovider",
+            ])
+            .args(["--target", "all", "--prefix", "none", "--manifest-path"])
+            .arg(root().join("Cargo.toml")),
+        "cargo tree",
+    );
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.contains(" (/")) // path packages: the module itself
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, v) = (w.next()?, w.next()?.strip_prefix('v')?);
+            Some(format!("{name}-{v}"))
+        })
+        .collect()
+}
+
+/// The `[dependencies]` of a crate's own Cargo.toml (read from its `.crate`) that are optional.
+fn optional_deps_of(c: &crates::LockedCrate) -> BTreeSet<String> {
+    let file = crates::find_cached(c)
+        .unwrap()
+        .expect("the .crate is in cargo's cache");
+    let gz = std::fs::read(file).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
+    let want = format!("{}/Cargo.toml", c.id());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == want {
+            let mut text = String::new();
+            e.read_to_string(&mut text).unwrap();
+            let t: toml::Table = text.parse().unwrap();
+            let Some(deps) = t.get("dependencies").and_then(|d| d.as_table()) else {
+                return BTreeSet::new();
+            };
+            return deps
+                .iter()
+                .filter(|(_, v)| v.get("optional").and_then(|o| o.as_bool()) == Some(true))
+                .map(|(k, v)| {
+                    v.get("package")
+                        .and_then(|p| p.as_str())
+                        .unwrap_or(k)
+                        .to_string()
+                })
+                .collect();
+        }
+    }
+    panic!("{} has no Cargo.toml", c.file_name());
+}
+
+/// The module's Cargo.lock, which the tarball ships and the recipes vendor, holds the crates
+/// the module's build compiles, and otherwise only optional dependencies of those crates that
+/// cargo's resolver keeps in the lockfile (a weak `dep?/feature` reference) and needs to read
+/// to load it, but never compiles. No crate of the packaging or benchmark tools, and no
+/// dev-dependency of the module that its build does not need.
+#[test]
+fn module_lockfile_holds_only_what_the_module_build_needs() {
+    let built = module_build_crates();
+    assert!(built.len() > 10, "cargo tree found {built:?}");
+    let locked = crates::parse_lock(&read("Cargo.lock")).unwrap();
+    let ids: BTreeSet<String> = locked.iter().map(|c| c.id()).collect();
+    let not_locked: Vec<&String> = built.difference(&ids).collect();
+    assert!(
+        not_locked.is_empty(),
+        "built but not in Cargo.lock: {not_locked:?}"
+    );
+    for extra in ids.difference(&built) {
+        let name = extra.rsplit_once('-').unwrap().0;
+        let users: Vec<&crates::LockedCrate> = locked
+            .iter()
+            .filter(|c| built.contains(&c.id()) && optional_deps_of(c).contains(name))
+            .collect();
+        assert!(
+            !users.is_empty(),
+            "Cargo.lock holds {extra}, which the module's build never compiles and no crate it \
+             compiles names as an optional dependency: a dev-dependency, or a tool crate in the \
+             module's workspace? (the tools have workspaces of their own)"
+        );
+    }
+    // The packaging and benchmark tools are not in the module's lockfile at all.
+    let lock = read("Cargo.lock");
+    for tool in ["packaging", "bench"] {
+        assert!(
+            !lock.contains(&format!("name = \"{tool}\"\n")),
+            "Cargo.lock lists the {tool} crate: it belongs to its own workspace"
+        );
+    }
+    for ws in ["packaging/Cargo.toml", "bench/Cargo.toml"] {
+        let t: toml::Table = read(ws).parse().unwrap();
+        assert!(
+            t.contains_key("workspace"),
+            "{ws} is not a workspace of its own"
+        );
+    }
 }
 
 /// (file name in distinfo) -> bytes of the real file.

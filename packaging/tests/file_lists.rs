@@ -298,7 +298,7 @@ fn pkgsrc_install_stages_exactly_the_plist() {
         "cargo's artifact on Darwin is a .dylib"
     );
     assert!(
-        bmake_out(&["-v", "CARGO_CRATE_DEPENDS"], &pkgdir, &vars).contains("toml-"),
+        bmake_out(&["-v", "CARGO_CRATE_DEPENDS"], &pkgdir, &vars).contains("libc-"),
         "cargo-depends.mk is included"
     );
 
