@@ -256,21 +256,26 @@ fn pkglint_plist_sorted_relative_with_pkgbase() {
 
 #[test]
 fn pkglint_distinfo_layout() {
-    let di = pkgsrc("distinfo");
+    for (state, di) in both_states(&format!("{}/distinfo", render::pkgsrc_dir(&manifest()))) {
+        pkgsrc_distinfo_layout(state, &di);
+    }
+}
+
+fn pkgsrc_distinfo_layout(state: &str, di: &str) {
     let lines: Vec<&str> = di.lines().collect();
     assert_eq!(
         &lines[..2],
         ["$NetBSD$", ""],
-        "distinfo starts with $NetBSD$ and a blank line"
+        "{state}: distinfo starts with $NetBSD$ and a blank line"
     );
     let body = &lines[2..];
-    assert_eq!(body.len() % 3, 0, "three lines per distfile");
+    assert_eq!(body.len() % 3, 0, "{state}: three lines per distfile");
     let mut names = Vec::new();
     for chunk in body.chunks(3) {
         let name = chunk[0]
             .strip_prefix("BLAKE2s (")
             .and_then(|r| r.split_once(") = "))
-            .unwrap_or_else(|| panic!("expected BLAKE2s line, got {:?}", chunk[0]))
+            .unwrap_or_else(|| panic!("{state}: expected BLAKE2s line, got {:?}", chunk[0]))
             .0;
         let b = chunk[0].rsplit(" = ").next().unwrap();
         assert!(
@@ -297,7 +302,16 @@ fn pkglint_distinfo_layout() {
     }
     let mut sorted = names.clone();
     sorted.sort();
-    assert_eq!(names, sorted, "distinfo entries sorted by file name");
+    assert_eq!(
+        names, sorted,
+        "{state}: distinfo entries sorted by file name"
+    );
+    let tarball = manifest().tarball_name();
+    assert_eq!(
+        names.contains(&tarball),
+        state == "as released" || generated().release.is_some(),
+        "{state}: distinfo lists {tarball} exactly when the version is released"
+    );
 }
 
 #[test]
@@ -497,7 +511,12 @@ fn portlint_apache_and_cargo_framework() {
 
 #[test]
 fn portlint_distinfo_timestamp_sha256_size() {
-    let di = port("distinfo");
+    for (state, di) in both_states(&format!("{}/distinfo", render::freebsd_dir(&manifest()))) {
+        freebsd_distinfo_layout(state, &di);
+    }
+}
+
+fn freebsd_distinfo_layout(state: &str, di: &str) {
     let lines: Vec<&str> = di.lines().collect();
     let ts = lines[0]
         .strip_prefix("TIMESTAMP = ")
@@ -527,9 +546,18 @@ fn portlint_distinfo_timestamp_sha256_size() {
             );
         }
     }
-    assert!(
+    let released = state == "as released" || generated().release.is_some();
+    assert_eq!(
         body[0].starts_with(&format!("SHA256 ({}) = ", manifest().tarball_name())),
-        "the distfile comes first"
+        released,
+        "{state}: the release tarball comes first, exactly when the version is released"
+    );
+    assert_eq!(
+        body.iter()
+            .filter(|l| l.starts_with("SHA256 (rust/crates/"))
+            .count(),
+        generated().crates.len(),
+        "{state}: every crate"
     );
 }
 
@@ -658,13 +686,26 @@ fn brew_audit_license_is_spdx() {
 
 #[test]
 fn brew_audit_checksum_sha256() {
-    let s = formula_str("sha256");
-    assert!(
-        s.len() == 64
-            && s.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    );
-    assert!(!formula().contains("md5") && !formula().contains("sha1 "));
+    for (state, f) in both_states(&render::formula_path(&manifest())) {
+        let line = f.lines().find(|l| l.starts_with("  sha256 \""));
+        if state == "committed" && generated().release.is_none() {
+            assert!(line.is_none(), "an unreleased formula has no sha256");
+            assert!(f.contains(&format!("\n  {}\n", render::UNRELEASED_SHA256)));
+            continue;
+        }
+        let s = line
+            .expect("a released formula has a sha256")
+            .split('"')
+            .nth(1)
+            .unwrap();
+        assert!(
+            s.len() == 64
+                && s.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{state}: sha256 {s}"
+        );
+        assert!(!f.contains("md5") && !f.contains("sha1 "));
+    }
 }
 
 #[test]
@@ -742,27 +783,36 @@ fn brew_audit_caveats_without_conditionals() {
 
 #[test]
 fn brew_audit_component_order() {
-    let f = formula();
-    let idx = |s: &str| f.find(s).unwrap_or_else(|| panic!("formula lacks {s:?}"));
-    let order = [
-        "\n  desc ",
-        "\n  homepage ",
-        "\n  url ",
-        "\n  sha256 ",
-        "\n  license ",
-        "\n  depends_on \"rust\" => :build",
-        "\n  depends_on \"httpd\"",
-        "\n  uses_from_macos ",
-        "\n  def install",
-        "\n  def caveats",
-        "\n  test do",
-    ];
-    let pos: Vec<usize> = order.iter().map(|s| idx(s)).collect();
-    assert!(
-        pos.windows(2).all(|w| w[0] < w[1]),
-        "component order: {order:?}"
-    );
-    assert!(!f.contains("bottle do"), "no bottle block in a new formula");
+    for (state, f) in both_states(&render::formula_path(&manifest())) {
+        let idx = |s: &str| {
+            f.find(s)
+                .unwrap_or_else(|| panic!("{state}: formula lacks {s:?}"))
+        };
+        let sha = if f.contains("\n  sha256 ") {
+            "\n  sha256 ".to_string()
+        } else {
+            format!("\n  {}", render::UNRELEASED_SHA256)
+        };
+        let order = [
+            "\n  desc ",
+            "\n  homepage ",
+            "\n  url ",
+            &sha,
+            "\n  license ",
+            "\n  depends_on \"rust\" => :build",
+            "\n  depends_on \"httpd\"",
+            "\n  uses_from_macos ",
+            "\n  def install",
+            "\n  def caveats",
+            "\n  test do",
+        ];
+        let pos: Vec<usize> = order.iter().map(|s| idx(s)).collect();
+        assert!(
+            pos.windows(2).all(|w| w[0] < w[1]),
+            "{state}: component order: {order:?}"
+        );
+        assert!(!f.contains("bottle do"), "no bottle block in a new formula");
+    }
 }
 
 #[test]

@@ -11,10 +11,11 @@ use packaging::render;
 #[test]
 fn committed_recipes_match_the_generator() {
     let g = generated();
-    let problems = packaging::drift(&root(), g);
+    let problems = packaging::check(&root(), g);
     assert!(
         problems.is_empty(),
-        "committed files differ from the generator; run `cargo run --manifest-path packaging/Cargo.toml -- generate`:\n  {}",
+        "committed files differ from the generator; run `{}`:\n  {}",
+        render::COMMAND,
         problems.join("\n  ")
     );
 }
@@ -80,50 +81,6 @@ fn generated_files_say_they_are_generated_and_by_what() {
     }
 }
 
-/// Copies the tracked files (as they are in the work tree) into a fresh git repository.
-fn copy_checkout(dst: &std::path::Path) {
-    let out = run(
-        Command::new("git")
-            .arg("-C")
-            .arg(root())
-            .args(["ls-files", "-z"]),
-        "git ls-files",
-    );
-    for p in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
-        let p = String::from_utf8_lossy(p).into_owned();
-        let from = root().join(&p);
-        if !from.exists() {
-            continue;
-        }
-        let to = dst.join(&p);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&from, &to).unwrap();
-    }
-    // Files named by the manifest that this checkout may not have yet: placeholders are fine
-    // here, this test is about drift detection, not about their content.
-    let m = manifest();
-    for f in std::iter::once(&m.dtrace_library).chain(&m.examples) {
-        let to = dst.join(f);
-        if !to.exists() {
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::write(&to, "placeholder\n").unwrap();
-        }
-    }
-    let git = |args: &[&str]| {
-        run(
-            Command::new("git")
-                .arg("-C")
-                .arg(dst)
-                .args(["-c", "user.name=t", "-c", "user.email=t@localhost"])
-                .args(args),
-            "git in the copy",
-        )
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-qm", "copy"]);
-}
-
 #[test]
 fn check_fails_naming_the_drifted_file() {
     let tmp = TempDir::new("drift");
@@ -156,7 +113,20 @@ fn check_fails_naming_the_drifted_file() {
     // 2. A stale file in a generated directory.
     let stale = format!("{}/files/100_old.conf.sample.in", render::freebsd_dir(&m));
     std::fs::write(repo.join(&stale), "old\n").unwrap();
-    // 3. A source change that changes the tarball, so every checksum drifts.
+    // 3. A manifest change that every recipe shows.
+    let pkg = repo.join("packaging/package.toml");
+    let t = std::fs::read_to_string(&pkg).unwrap();
+    std::fs::write(
+        &pkg,
+        t.replacen(
+            &format!("summary = \"{}\"", m.summary),
+            "summary = \"Changed summary\"",
+            1,
+        ),
+    )
+    .unwrap();
+    // 4. Source and documentation changes, which no recipe shows (the version is unreleased).
+    std::fs::write(repo.join("README.md"), "changed\n").unwrap();
     std::fs::write(repo.join("LICENSE"), "changed\n").unwrap();
 
     let bad = regen(true);
@@ -165,26 +135,26 @@ fn check_fails_naming_the_drifted_file() {
     for name in [
         plist.as_str(),
         stale.as_str(),
-        &format!("{}/distinfo", render::pkgsrc_dir(&m)),
-        &format!("{}/distinfo", render::freebsd_dir(&m)),
+        &format!("{}/Makefile", render::pkgsrc_dir(&m)),
+        &format!("{}/Makefile", render::freebsd_dir(&m)),
         &render::formula_path(&m),
     ] {
         assert!(
-            err.contains(name),
+            err.contains(&format!("drift: {name}:")),
             "check output does not name {name}:\n{err}"
         );
     }
+    for name in ["distinfo", "README.md", "LICENSE"] {
+        assert!(
+            !err.contains(&format!("{name}:")),
+            "a README/LICENSE change of an unreleased version drifts {name}:\n{err}"
+        );
+    }
 
-    // 4. A new, unlisted example is an error (it would silently go unpackaged).
+    // 5. A new, unlisted example is an error (it would silently go unpackaged).
     assert!(regen(false).status.success());
     std::fs::write(repo.join("examples/http-new.bt"), "x\n").unwrap();
-    run(
-        Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["add", "examples/http-new.bt"]),
-        "git add",
-    );
+    git(&repo, &["add", "examples/http-new.bt"]);
     let e = regen(true);
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("examples/http-new.bt"));

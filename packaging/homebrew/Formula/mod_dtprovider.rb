@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "83d75491bf9291bdc8fc9f271ccba264f8e278be3c435fb3d40b33964c8592b4"
+  # sha256: written by the release step; this version is not released yet
   license "MIT"
 
   depends_on "rust" => :build

@@ -33,7 +33,8 @@ pub fn freebsd(i: &Inputs) -> Vec<(String, String)> {
     write!(mk, "{}", header("# ")).unwrap();
     writeln!(
         mk,
-        "# The same holds for Makefile.crates, distinfo, pkg-descr, pkg-plist and files/*.in.\n"
+        "# The same holds for Makefile.crates, distinfo, pkg-descr, pkg-plist and files/*.in.\n\
+         # distinfo has the release tarball once its version is released (packaging/release.toml).\n"
     )
     .unwrap();
     writeln!(mk, "PORTNAME=\t{}", m.freebsd_portname).unwrap();
@@ -167,8 +168,10 @@ pub fn freebsd(i: &Inputs) -> Vec<(String, String)> {
     // distinfo: TIMESTAMP, then SHA256/SIZE for the distfile and each crate (DISTFILES order)
     let mut di = format!("TIMESTAMP = {}\n", m.release_epoch);
     let t = m.tarball_name();
-    writeln!(di, "SHA256 ({t}) = {}", i.tarball.sha256).unwrap();
-    writeln!(di, "SIZE ({t}) = {}", i.tarball.size).unwrap();
+    if let Some(d) = i.tarball {
+        writeln!(di, "SHA256 ({t}) = {}", d.sha256).unwrap();
+        writeln!(di, "SIZE ({t}) = {}", d.size).unwrap();
+    }
     for (c, d) in i.crates {
         let f = format!("rust/crates/{}", c.file_name());
         writeln!(di, "SHA256 ({f}) = {}", d.sha256).unwrap();

@@ -36,6 +36,10 @@ fn brew_opt_path(m: &Manifest, dir: &str) -> String {
     format!("#{{opt_prefix}}/{dir}")
 }
 
+/// Stands where `sha256` goes while the version is unreleased (there is no tarball yet).
+pub const UNRELEASED_SHA256: &str =
+    "# sha256: written by the release step; this version is not released yet";
+
 pub fn class_name(formula: &str) -> String {
     formula
         .split(['_', '-'])
@@ -64,7 +68,10 @@ pub fn homebrew(i: &Inputs) -> Vec<(String, String)> {
     writeln!(f, "  desc \"{}\"", m.summary).unwrap();
     writeln!(f, "  homepage \"{}\"", m.homepage).unwrap();
     writeln!(f, "  url \"{}{}\"", m.release_site(), m.tarball_name()).unwrap();
-    writeln!(f, "  sha256 \"{}\"", i.tarball.sha256).unwrap();
+    match i.tarball {
+        Some(d) => writeln!(f, "  sha256 \"{}\"", d.sha256).unwrap(),
+        None => writeln!(f, "  {UNRELEASED_SHA256}").unwrap(),
+    }
     writeln!(f, "  license \"{}\"", m.license_spdx).unwrap();
     writeln!(f).unwrap();
     writeln!(f, "  depends_on \"rust\" => :build").unwrap();

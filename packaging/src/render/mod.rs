@@ -1,5 +1,5 @@
-//! The recipes, rendered from the manifest, the locked crates and the tarball's digests: one
-//! file per ecosystem, and what they share here.
+//! The recipes, rendered from the manifest, the locked crates and (for a released version) the
+//! release tarball's digests: one file per ecosystem, and what they share here.
 
 use crate::crates::{Digests, LockedCrate};
 use crate::manifest::{Layout, Manifest, basename};
@@ -15,6 +15,7 @@ pub use homebrew::*;
 pub use pkgsrc::*;
 
 pub const COMMAND: &str = "cargo run --manifest-path packaging/Cargo.toml -- generate";
+pub const RELEASE_COMMAND: &str = "cargo run --manifest-path packaging/Cargo.toml -- release";
 
 /// The two-line "this file is generated" notice, each line behind `lead` (a comment marker).
 pub fn header(lead: &str) -> String {
@@ -26,7 +27,8 @@ pub fn header(lead: &str) -> String {
 pub struct Inputs<'a> {
     pub m: &'a Manifest,
     pub crates: &'a [(LockedCrate, Digests)],
-    pub tarball: &'a Digests,
+    /// The release tarball's digests; None while the manifest's version is unreleased.
+    pub tarball: Option<&'a Digests>,
 }
 
 pub const PKGSRC_DIR: &str = "pkgsrc/www/ap-dtprovider";

@@ -21,7 +21,8 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     write!(mk, "{}", header("# ")).unwrap();
     writeln!(
         mk,
-        "# The same holds for DESCR, PLIST, MESSAGE, distinfo and cargo-depends.mk."
+        "# The same holds for DESCR, PLIST, MESSAGE, distinfo and cargo-depends.mk.\n\
+         # distinfo has the release tarball once its version is released (packaging/release.toml)."
     )
     .unwrap();
     writeln!(mk).unwrap();
@@ -166,7 +167,11 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     files.push((format!("{dir}/cargo-depends.mk"), cd));
 
     // distinfo: BLAKE2s, SHA512, Size for every distfile, sorted by file name
-    let mut dist: Vec<(String, &Digests)> = vec![(m.tarball_name(), i.tarball)];
+    let mut dist: Vec<(String, &Digests)> = i
+        .tarball
+        .map(|d| (m.tarball_name(), d))
+        .into_iter()
+        .collect();
     for (c, d) in i.crates {
         dist.push((c.file_name(), d));
     }
