@@ -208,33 +208,6 @@ fn all_recipes_list_the_same_files() {
 
 // ------------------------------------------------------------------------------ staging
 
-const PKGSRC_CARGO_MK: &str = "# stub of lang/rust/cargo.mk: nothing the install steps need\n";
-const PKGSRC_APACHE_MK: &str =
-    "# stub of mk/apache.mk (apache24 chosen)\nAPACHE_PKG_PREFIX=\tap24\n";
-const PKGSRC_BSD_PKG_MK: &str = r#"# stub of mk/bsd.pkg.mk: the variables and targets do-install relies on
-PKGBASE=	${PKGNAME:C/-[^-]*$//}
-PKGVERSION_NOREV=	${DISTNAME:C/^.*-//}
-INSTALL_LIB=	install -m 755
-INSTALL_DATA=	install -m 644
-stub-install: stub-installation-dirs do-install
-stub-installation-dirs:
-.for d in ${INSTALLATION_DIRS}
-	mkdir -p ${DESTDIR}${PREFIX}/${d}
-.endfor
-"#;
-
-fn bmake_out(args: &[&str], dir: &Path, extra: &[String]) -> String {
-    let out = run(
-        Command::new("bmake")
-            .args(args)
-            .arg("-C")
-            .arg(dir)
-            .args(extra),
-        "bmake",
-    );
-    stdout(&out)
-}
-
 fn fake_module(src: &Path, rel: &str) {
     let p = src.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -268,14 +241,7 @@ fn pkgsrc_install_stages_exactly_the_plist() {
     ] {
         std::fs::copy(root().join(render::pkgsrc_dir(&m)).join(f), pkgdir.join(f)).unwrap();
     }
-    for (p, c) in [
-        ("lang/rust/cargo.mk", PKGSRC_CARGO_MK),
-        ("mk/apache.mk", PKGSRC_APACHE_MK),
-        ("mk/bsd.pkg.mk", PKGSRC_BSD_PKG_MK),
-    ] {
-        std::fs::create_dir_all(tree.join(p).parent().unwrap()).unwrap();
-        std::fs::write(tree.join(p), c).unwrap();
-    }
+    copy_tree(&support("pkgsrc"), &tree);
     let stage = tmp.path().join("stage");
     let prefix = "/opt/local";
     let vars = vec![
@@ -335,27 +301,6 @@ fn pkgsrc_install_stages_exactly_the_plist() {
     );
 }
 
-const FREEBSD_BSD_PORT_MK: &str = r#"# stub of Mk/bsd.port.mk with USES=apache:2.4+ cargo: what the install steps rely on
-APACHEMODDIR=	libexec/apache24
-APACHEETCDIR=	etc/apache24
-APACHE_PKGNAMEPREFIX=	ap24-
-PKGNAME=	${PKGNAMEPREFIX}${PORTNAME}-${DISTVERSION}
-EXAMPLESDIR=	${PREFIX}/share/examples/${PORTNAME}
-FILESDIR=	${.CURDIR}/files
-MKDIR=	mkdir -p
-INSTALL_LIB=	install -m 755
-INSTALL_DATA=	install -m 644
-CARGO_TARGET_DIR=	${WRKDIR}/target
-CARGO_BUILD_TARGET=	x86_64-unknown-freebsd
-SUB_LIST+=	PREFIX=${PREFIX} EXAMPLESDIR=${EXAMPLESDIR} APACHEMODDIR=${APACHEMODDIR} APACHEETCDIR=${APACHEETCDIR}
-_SUB_SED=	${SUB_LIST:S/$/!g/:S/^/ -e s!%%/:S/=/%%!/}
-stub-sub-files:
-	mkdir -p ${WRKDIR}
-.for f in ${SUB_FILES}
-	sed ${_SUB_SED} ${FILESDIR}/${f}.in > ${WRKDIR}/${f}
-.endfor
-"#;
-
 #[test]
 fn freebsd_install_stages_exactly_the_pkg_plist() {
     if !require(
@@ -374,10 +319,7 @@ fn freebsd_install_stages_exactly_the_pkg_plist() {
         "target/x86_64-unknown-freebsd/release/libmod_dtprovider.so",
     );
 
-    let mk = tmp.path().join("mk");
-    std::fs::create_dir_all(&mk).unwrap();
-    std::fs::write(mk.join("bsd.port.mk"), FREEBSD_BSD_PORT_MK).unwrap();
-    std::fs::write(mk.join("sys.mk"), "# stub: no system rules needed\n").unwrap();
+    let mk = support("freebsd");
     let portdir = tmp
         .path()
         .join("ports")

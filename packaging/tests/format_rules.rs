@@ -374,6 +374,7 @@ fn portlint_header_variable_order() {
         "CATEGORIES",
         "MASTER_SITES",
         "PKGNAMEPREFIX",
+        "DISTFILES",
         "MAINTAINER",
         "COMMENT",
         "WWW",
@@ -559,6 +560,61 @@ fn freebsd_distinfo_layout(state: &str, di: &str) {
         generated().crates.len(),
         "{state}: every crate"
     );
+}
+
+/// With USES=cargo the framework appends the crates to DISTFILES, so bsd.port.mk's default
+/// `DISTFILES?= ${DISTNAME}${EXTRACT_SUFX}` never applies: a port with its own tarball on a
+/// plain MASTER_SITES must name it in DISTFILES itself, or it is neither fetched nor extracted
+/// (found by evaluating the port with the real bsd.port.mk). Evaluated here with bmake and the
+/// framework stub, which models exactly that; and every file the framework fetches must have
+/// its checksums in distinfo (portlint's checkdistinfo) once the version is released.
+#[test]
+fn portlint_main_distfile_is_fetched_with_uses_cargo() {
+    if !require(
+        which("bmake").is_some(),
+        "bmake is not installed (apt-get install bmake)",
+        "portlint_main_distfile_is_fetched_with_uses_cargo",
+    ) {
+        return;
+    }
+    let m = manifest();
+    let tarball = m.tarball_name();
+    let crates: Vec<String> = generated()
+        .crates
+        .iter()
+        .map(|(c, _, _)| format!("rust/crates/{}", c.file_name()))
+        .collect();
+    for state in ["committed", "as released"] {
+        let tmp = TempDir::new("allfiles");
+        let dir = write_port(tmp.path(), state);
+        let mk = support("freebsd").display().to_string();
+        let all = bmake_out(&["-m", &mk, "-v", "ALLFILES"], &dir, &[]);
+        let all: Vec<&str> = all.split_whitespace().collect();
+        assert!(
+            all.contains(&tarball.as_str()),
+            "{state}: the framework would not fetch {tarball}: ALLFILES is {all:?} (set \
+             DISTFILES= ${{DISTNAME}}${{EXTRACT_SUFX}} in the Makefile)"
+        );
+        for c in &crates {
+            assert!(all.contains(&c.as_str()), "{state}: ALLFILES lacks {c}");
+        }
+        assert_eq!(all.len(), crates.len() + 1, "{state}: {all:?}");
+        let di = std::fs::read_to_string(dir.join("distinfo")).unwrap();
+        let listed: Vec<&str> = di
+            .lines()
+            .filter_map(|l| l.strip_prefix("SHA256 ("))
+            .filter_map(|l| l.split_once(')').map(|x| x.0))
+            .collect();
+        let want: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|f| state == "as released" || generated().release.is_some() || *f != tarball)
+            .collect();
+        assert_eq!(
+            listed, want,
+            "{state}: distinfo vs what the framework fetches"
+        );
+    }
 }
 
 #[test]

@@ -50,6 +50,9 @@ pub fn freebsd(i: &Inputs) -> Vec<(String, String)> {
     if m.name != m.freebsd_portname {
         writeln!(mk, "DISTNAME=\t{}-${{DISTVERSION}}", m.name).unwrap();
     }
+    // USES=cargo appends the crates to DISTFILES, so the default (the distfile alone) never
+    // applies: the release tarball must be named here or it is never fetched.
+    writeln!(mk, "DISTFILES=\t${{DISTNAME}}${{EXTRACT_SUFX}}").unwrap();
     writeln!(mk).unwrap();
     writeln!(mk, "MAINTAINER=\t{}", m.freebsd_maintainer).unwrap();
     writeln!(mk, "COMMENT=\t{}", m.summary).unwrap();

@@ -347,3 +347,65 @@ pub fn packaging_in(repo: &Path, args: &[&str]) -> Output {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// A directory of packaging/tests/support (the bmake stubs of the pkgsrc and FreeBSD
+/// frameworks, the Homebrew DSL stub).
+pub fn support(name: &str) -> PathBuf {
+    root().join("packaging/tests/support").join(name)
+}
+
+/// Copies every file under `from` to the same place under `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for f in files_under(from) {
+        let dst = to.join(&f);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&f), dst).unwrap();
+    }
+}
+
+/// `bmake <args> -C dir <extra>`, its stdout.
+pub fn bmake_out(args: &[&str], dir: &Path, extra: &[String]) -> String {
+    let out = run(
+        Command::new("bmake")
+            .args(args)
+            .arg("-C")
+            .arg(dir)
+            .args(extra),
+        "bmake",
+    );
+    stdout(&out)
+}
+
+/// The FreeBSD port's files in `state` ("committed", or "as released"), written to a port
+/// directory under `tmp`; returns that directory.
+pub fn write_port(tmp: &Path, state: &str) -> PathBuf {
+    let m = manifest();
+    let rel = packaging::render::freebsd_dir(&m);
+    let dir = tmp
+        .join("ports")
+        .join(&m.freebsd_category)
+        .join(&m.freebsd_portname);
+    let files: Vec<(String, String)> = match state {
+        "committed" => files_under(&root().join(&rel))
+            .into_iter()
+            .map(|f| {
+                let c = read(&format!("{rel}/{f}"));
+                (f, c)
+            })
+            .collect(),
+        _ => released()
+            .0
+            .files
+            .iter()
+            .filter_map(|(p, c)| {
+                p.strip_prefix(&format!("{rel}/"))
+                    .map(|f| (f.to_string(), c.clone()))
+            })
+            .collect(),
+    };
+    for (f, c) in files {
+        std::fs::create_dir_all(dir.join(&f).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(&f), c).unwrap();
+    }
+    dir
+}
