@@ -174,6 +174,26 @@ fn pkglint_apache_module_framework() {
     assert_eq!(v["CATEGORIES"], "www");
 }
 
+/// pkglint: "Setting variable PKG_APACHE_ACCEPTED should have a rationale." A restriction to
+/// some Apache versions says why, in a comment on the line or directly above it.
+#[test]
+fn pkglint_pkg_apache_accepted_has_a_rationale() {
+    let mk = pkgsrc("Makefile");
+    let lines: Vec<&str> = mk.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.starts_with("PKG_APACHE_ACCEPTED") {
+            continue;
+        }
+        let trailing = l.contains('#');
+        let above = i > 0 && lines[i - 1].starts_with("# ") && lines[i - 1].len() > 10;
+        assert!(
+            trailing || above,
+            "Makefile:{}: `{l}` has no rationale (a comment on the line or directly above)",
+            i + 1
+        );
+    }
+}
+
 #[test]
 fn pkglint_include_order() {
     let mk = pkgsrc("Makefile");

@@ -55,6 +55,11 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     writeln!(mk, "COMMENT=\t{}", m.summary).unwrap();
     writeln!(mk, "LICENSE=\t{}", m.license_pkgsrc).unwrap();
     writeln!(mk).unwrap();
+    writeln!(
+        mk,
+        "# The module is written against the Apache 2.4 module API (magic number 20120211)."
+    )
+    .unwrap();
     writeln!(mk, "PKG_APACHE_ACCEPTED=\tapache24").unwrap();
     writeln!(mk, "APACHE_MODULE=\t\tyes").unwrap();
     writeln!(mk).unwrap();
