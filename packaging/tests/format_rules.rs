@@ -194,6 +194,19 @@ fn pkglint_pkg_apache_accepted_has_a_rationale() {
     }
 }
 
+/// pkglint: "Use PREFIX instead of LOCALBASE." The package's own build finds its tools under
+/// PREFIX (where pkgsrc installs the build dependencies too).
+#[test]
+fn pkglint_prefix_instead_of_localbase() {
+    for (i, l) in pkgsrc("Makefile").lines().enumerate() {
+        assert!(
+            !l.contains("LOCALBASE"),
+            "Makefile:{}: `{l}`: use PREFIX instead of LOCALBASE",
+            i + 1
+        );
+    }
+}
+
 #[test]
 fn pkglint_include_order() {
     let mk = pkgsrc("Makefile");

@@ -70,7 +70,7 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     .unwrap();
     writeln!(mk, "TOOL_DEPENDS+=\t\tclang-[0-9]*:../../lang/clang").unwrap();
     writeln!(mk, "MAKE_ENV+=\t\tAPXS=${{APXS:Q}}").unwrap();
-    writeln!(mk, "MAKE_ENV+=\t\tLIBCLANG_PATH=${{LOCALBASE}}/lib").unwrap();
+    writeln!(mk, "MAKE_ENV+=\t\tLIBCLANG_PATH=${{PREFIX}}/lib").unwrap();
     writeln!(mk).unwrap();
     let mut dirs: Vec<&str> = Vec::new();
     for d in [&l.module_dir, &l.dtrace_dir, &l.examples_dir] {
