@@ -47,6 +47,10 @@ pub struct Manifest {
     pub pkgsrc_package: String,
     pub pkgsrc_maintainer: String,
     pub pkgsrc_default_prefix: String,
+    /// PKG_SYSCONFSUBDIR: where the LoadModule snippet is copied (Apache's own directory).
+    pub pkgsrc_sysconf_subdir: String,
+    /// Where the installed README.pkgsrc goes.
+    pub pkgsrc_doc_dir: String,
     pub pkgsrc: Layout,
 
     pub freebsd_category: String,
@@ -60,6 +64,8 @@ pub struct Manifest {
 
     pub homebrew_tap: String,
     pub homebrew_formula: String,
+    /// Where the LoadModule snippet goes, under Homebrew's etc (kept across upgrades).
+    pub homebrew_conf_dir: String,
     pub homebrew: Layout,
 
     pub debian_package: String,
@@ -212,6 +218,8 @@ impl Manifest {
             pkgsrc_package: s(&t, "pkgsrc.package", f)?,
             pkgsrc_maintainer: s(&t, "pkgsrc.maintainer", f)?,
             pkgsrc_default_prefix: s(&t, "pkgsrc.default-prefix", f)?,
+            pkgsrc_sysconf_subdir: s(&t, "pkgsrc.sysconf-subdir", f)?,
+            pkgsrc_doc_dir: s(&t, "pkgsrc.doc-dir", f)?,
             pkgsrc: layout(&t, "pkgsrc", f)?,
             freebsd_category: s(&t, "freebsd.category", f)?,
             freebsd_portname: s(&t, "freebsd.portname", f)?,
@@ -223,6 +231,7 @@ impl Manifest {
             freebsd: layout(&t, "freebsd", f)?,
             homebrew_tap: s(&t, "homebrew.tap", f)?,
             homebrew_formula: s(&t, "homebrew.formula", f)?,
+            homebrew_conf_dir: s(&t, "homebrew.conf-dir", f)?,
             homebrew: layout(&t, "homebrew", f)?,
             debian_package: s(&t, "debian.package", f)?,
             debian_section: s(&t, "debian.section", f)?,
@@ -301,6 +310,11 @@ impl Manifest {
 
     pub fn dtrace_library_name(&self) -> &str {
         basename(&self.dtrace_library)
+    }
+
+    /// The LoadModule snippet's file name (pkgsrc, Homebrew): `<module name>.conf`.
+    pub fn snippet_name(&self) -> String {
+        format!("{}.conf", self.module_name)
     }
 
     pub fn message_example_name(&self) -> &str {

@@ -38,7 +38,9 @@ fn expected() -> BTreeSet<(Kind, String)> {
 /// (packaging-conventions.md §6), not by the manifest.
 fn classify(path: &str, dirs: [&str; 3]) -> (Kind, String) {
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let kind = if dir == dirs[0] {
+    let kind = if name.ends_with(".conf") {
+        Kind::Extra(path.to_string()) // a LoadModule snippet
+    } else if dir == dirs[0] {
         Kind::Module
     } else if dir == dirs[1] {
         Kind::DLibrary
@@ -177,7 +179,15 @@ fn all_recipes_list_the_same_files() {
     let want = expected();
     type Case = (&'static str, Vec<String>, [&'static str; 3], Vec<String>);
     let cases: Vec<Case> = vec![
-        ("pkgsrc PLIST", pkgsrc_list(), PKGSRC_DIRS, vec![]),
+        (
+            "pkgsrc PLIST",
+            pkgsrc_list(),
+            PKGSRC_DIRS,
+            vec![
+                "share/doc/${PKGBASE}/README.pkgsrc".into(),
+                "share/examples/${PKGBASE}/dtprovider.conf".into(),
+            ],
+        ),
         (
             "FreeBSD pkg-plist",
             freebsd_list(),
@@ -228,29 +238,9 @@ fn pkgsrc_install_stages_exactly_the_plist() {
     let (_, src) = dist_and_unpack(tmp.path());
     fake_module(&src, "target/release/libmod_dtprovider.so");
 
-    let tree = tmp.path().join("pkgsrc");
-    let pkgdir = tree.join(format!("{}/{}", m.pkgsrc_category, m.pkgsrc_directory));
-    std::fs::create_dir_all(&pkgdir).unwrap();
-    for f in [
-        "Makefile",
-        "cargo-depends.mk",
-        "PLIST",
-        "MESSAGE",
-        "DESCR",
-        "distinfo",
-    ] {
-        std::fs::copy(root().join(render::pkgsrc_dir(&m)).join(f), pkgdir.join(f)).unwrap();
-    }
-    copy_tree(&support("pkgsrc"), &tree);
     let stage = tmp.path().join("stage");
     let prefix = "/opt/local";
-    let vars = vec![
-        format!("DESTDIR={}", stage.display()),
-        format!("PREFIX={prefix}"),
-        format!("WRKSRC={}", src.display()),
-        "OPSYS=Linux".to_string(),
-    ];
-    bmake_out(&["stub-install"], &pkgdir, &vars);
+    let (pkgdir, vars) = pkgsrc_install(tmp.path(), &src, &stage.display().to_string(), prefix);
 
     let pkgbase = bmake_out(&["-v", "PKGBASE"], &pkgdir, &vars)
         .trim()
@@ -281,15 +271,20 @@ fn pkgsrc_install_stages_exactly_the_plist() {
         "the module comes from target/release"
     );
 
-    // MESSAGE as pkgsrc substitutes it: the example it shows is installed.
-    let msg = read(&format!("{}/MESSAGE", render::pkgsrc_dir(&m)))
-        .replace("${PREFIX}", prefix)
-        .replace("${PKGBASE}", &pkgbase);
-    let shown = msg.lines().find(|l| l.contains("dtrace -L")).unwrap();
+    // README.pkgsrc with its paths filled in: every path it shows is installed, and the
+    // Include line it gives names the file CONF_FILES copies the snippet to.
+    let doc =
+        std::fs::read_to_string(stage.join(format!("opt/local/share/doc/{pkgbase}/README.pkgsrc")))
+            .unwrap();
+    assert!(
+        !doc.contains('@'),
+        "unsubstituted variable in README.pkgsrc:\n{doc}"
+    );
+    let shown = doc.lines().find(|l| l.contains("dtrace -L")).unwrap();
     let example = shown.split_whitespace().last().unwrap();
     assert!(
         stage.join(example.trim_start_matches('/')).is_file(),
-        "MESSAGE shows {example}, which is not installed"
+        "README.pkgsrc shows {example}, which is not installed"
     );
     let l = shown.split_whitespace().nth(2).unwrap();
     assert!(
@@ -298,6 +293,40 @@ fn pkgsrc_install_stages_exactly_the_plist() {
             .join("httpd.d")
             .is_file(),
         "-L {l} has no httpd.d"
+    );
+    let include = doc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Include "))
+        .expect("README.pkgsrc gives the Include line");
+    assert_eq!(include, "/opt/local/etc/httpd/dtprovider.conf");
+    let example_conf = stage.join(format!(
+        "opt/local/share/examples/{pkgbase}/dtprovider.conf"
+    ));
+    let snippet = std::fs::read_to_string(&example_conf).unwrap();
+    assert!(
+        !snippet.contains('@'),
+        "unsubstituted variable in the snippet:\n{snippet}"
+    );
+    assert!(
+        snippet
+            .lines()
+            .any(|l| l == "LoadModule dtprovider_module /opt/local/lib/httpd/mod_dtprovider.so"),
+        "{snippet}"
+    );
+    assert!(
+        snippet.contains(&format!("#   Include {include}\n")),
+        "{snippet}"
+    );
+
+    // CONF_FILES, as pkginstall applies it: copied once, then left as the admin made it.
+    bmake_out(&["stub-conf-files"], &pkgdir, &vars);
+    let conf = stage.join(include.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), snippet);
+    std::fs::write(&conf, "# edited by the admin\n").unwrap();
+    bmake_out(&["stub-conf-files"], &pkgdir, &vars);
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "# edited by the admin\n"
     );
 }
 

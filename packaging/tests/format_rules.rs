@@ -347,17 +347,63 @@ fn pkgsrc_distinfo_layout(state: &str, di: &str) {
     );
 }
 
+/// pkglint 23.16.0 and later: "MESSAGE: MESSAGE files are obsolete." (an ERROR). What the
+/// message said (the line to add to httpd.conf, how to run dtrace with -L) is in a README
+/// that the package installs under share/doc/${PKGBASE}.
 #[test]
-fn pkglint_message_format() {
-    let msg = pkgsrc("MESSAGE");
-    let lines: Vec<&str> = msg.lines().collect();
-    let bar = "=".repeat(75);
-    assert_eq!(lines[0], bar);
-    assert_eq!(lines[1], "$NetBSD$");
-    assert_eq!(lines[2], "");
-    assert_eq!(*lines.last().unwrap(), bar);
-    assert!(msg.contains("LoadModule dtprovider_module lib/httpd/mod_dtprovider.so"));
-    assert!(msg.contains("dtrace -L ${PREFIX}/lib/dtrace -s ${PREFIX}/share/examples/${PKGBASE}/"));
+fn pkglint_message_files_are_obsolete() {
+    let m = manifest();
+    let dir = render::pkgsrc_dir(&m);
+    assert!(
+        !root().join(&dir).join("MESSAGE").exists()
+            && !generated().files.contains_key(&format!("{dir}/MESSAGE")),
+        "{dir}/MESSAGE: MESSAGE files are obsolete (pkglint 23.16.0)"
+    );
+    assert!(
+        pkgsrc("PLIST")
+            .lines()
+            .any(|l| l == "share/doc/${PKGBASE}/README.pkgsrc"),
+        "the hints are installed as share/doc/${{PKGBASE}}/README.pkgsrc"
+    );
+    let readme = pkgsrc("files/README.pkgsrc");
+    for want in [
+        "Include @PKG_SYSCONFDIR@/dtprovider.conf",
+        "LoadModule dtprovider_module @PREFIX@/lib/httpd/mod_dtprovider.so",
+        "dtrace -L @PREFIX@/lib/dtrace -s @PREFIX@/share/examples/@PKGBASE@/",
+    ] {
+        assert!(
+            readme.contains(want),
+            "README.pkgsrc lacks `{want}`:\n{readme}"
+        );
+    }
+}
+
+/// The LoadModule snippet goes the pkginstall way (as www/roundcube's Apache snippet): the
+/// package installs it as an example, CONF_FILES copies it next to httpd.conf (Apache's own
+/// PKG_SYSCONFSUBDIR) on install and leaves an existing copy alone.
+#[test]
+fn pkglint_snippet_via_conf_files() {
+    let v = make_vars(&pkgsrc("Makefile"));
+    assert_eq!(
+        v["PKG_SYSCONFSUBDIR"], "httpd",
+        "next to Apache's httpd.conf"
+    );
+    assert_eq!(v["EGDIR"], "${PREFIX}/share/examples/${PKGBASE}");
+    assert_eq!(
+        v["CONF_FILES"],
+        "${EGDIR}/dtprovider.conf ${PKG_SYSCONFDIR}/dtprovider.conf"
+    );
+    let plist = pkgsrc("PLIST");
+    assert!(
+        plist
+            .lines()
+            .any(|l| l == "share/examples/${PKGBASE}/dtprovider.conf")
+    );
+    assert!(
+        !plist.lines().any(|l| l.starts_with("etc/")),
+        "the configuration file itself is not in the PLIST (pkginstall owns it)"
+    );
+    assert_eq!(v["SUBST_FILES.paths"], "dtprovider.conf README.pkgsrc");
 }
 
 #[test]
@@ -372,7 +418,12 @@ fn pkglint_descr_plain_text_short_lines() {
 
 #[test]
 fn pkglint_no_hardcoded_prefix() {
-    for f in ["Makefile", "PLIST", "MESSAGE"] {
+    for f in [
+        "Makefile",
+        "PLIST",
+        "files/README.pkgsrc",
+        "files/dtprovider.conf",
+    ] {
         let t = pkgsrc(f);
         for bad in ["/opt/local", "/usr/pkg", "/usr/local", "/opt/pkg"] {
             assert!(!t.contains(bad), "{f} hard-codes {bad}; use ${{PREFIX}}");
@@ -1076,10 +1127,8 @@ fn every_install_message_shows_how_to_run_an_example() {
     let ex = m.message_example_name();
     let cases = [
         (
-            pkgsrc("MESSAGE"),
-            format!(
-                "dtrace -L ${{PREFIX}}/lib/dtrace -s ${{PREFIX}}/share/examples/${{PKGBASE}}/{ex}"
-            ),
+            pkgsrc("files/README.pkgsrc"),
+            format!("dtrace -L @PREFIX@/lib/dtrace -s @PREFIX@/share/examples/@PKGBASE@/{ex}"),
         ),
         (
             port("files/pkg-message.in"),
@@ -1101,7 +1150,7 @@ fn every_install_message_shows_how_to_run_an_example() {
     for (text, want) in cases {
         assert!(text.contains(&want), "message lacks `{want}`:\n{text}");
     }
-    assert!(pkgsrc("MESSAGE").contains("LoadModule dtprovider_module "));
+    assert!(pkgsrc("files/dtprovider.conf").contains("\nLoadModule dtprovider_module "));
     assert!(
         port(&format!("files/{}.in", render::apmod_file(&m)))
             .contains("LoadModule dtprovider_module ")

@@ -1,8 +1,13 @@
-//! pkgsrc: Makefile, DESCR, PLIST, MESSAGE, cargo-depends.mk, distinfo.
+//! pkgsrc: Makefile, DESCR, PLIST, cargo-depends.mk, distinfo, and files/: the LoadModule
+//! snippet (installed as an example, copied next to httpd.conf by CONF_FILES) and
+//! README.pkgsrc (installed under the package's doc directory: what MESSAGE said before
+//! pkglint made MESSAGE files obsolete).
 
 use std::fmt::Write as _;
 
-use super::{Inputs, common_installs, header, pkgsrc_dir, wrap_paragraphs};
+use super::{
+    Inputs, Install, common_installs, header, pkgsrc_dir, snippet_header, wrap_paragraphs,
+};
 use crate::crates::Digests;
 
 // pkgsrc
@@ -11,7 +16,19 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     let m = i.m;
     let dir = pkgsrc_dir(m);
     let l = &m.pkgsrc;
-    let installs = common_installs(m, l);
+    let snippet = m.snippet_name();
+    let mut installs = common_installs(m, l);
+    // Copied into WRKSRC from files/ by post-extract, paths filled in by SUBST.
+    installs.push(Install {
+        source: Some(snippet.clone()),
+        dir: l.examples_dir.clone(),
+        name: snippet.clone(),
+    });
+    installs.push(Install {
+        source: Some(README.into()),
+        dir: m.pkgsrc_doc_dir.clone(),
+        name: README.into(),
+    });
     let mut files = Vec::new();
 
     // Makefile
@@ -21,7 +38,7 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     write!(mk, "{}", header("# ")).unwrap();
     writeln!(
         mk,
-        "# The same holds for DESCR, PLIST, MESSAGE, distinfo and cargo-depends.mk.\n\
+        "# The same holds for DESCR, PLIST, distinfo, cargo-depends.mk and files/*.\n\
          # distinfo has the release tarball once its version is released (packaging/release.toml)."
     )
     .unwrap();
@@ -73,12 +90,45 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     writeln!(mk, "MAKE_ENV+=\t\tLIBCLANG_PATH=${{PREFIX}}/lib").unwrap();
     writeln!(mk).unwrap();
     let mut dirs: Vec<&str> = Vec::new();
-    for d in [&l.module_dir, &l.dtrace_dir, &l.examples_dir] {
+    for d in [
+        &l.module_dir,
+        &l.dtrace_dir,
+        &l.examples_dir,
+        &m.pkgsrc_doc_dir,
+    ] {
         if !dirs.contains(&d.as_str()) {
             dirs.push(d);
         }
     }
     writeln!(mk, "INSTALLATION_DIRS+=\t{}", dirs.join(" ")).unwrap();
+    writeln!(mk).unwrap();
+    writeln!(
+        mk,
+        "# The LoadModule snippet is installed as an example and copied next to httpd.conf,"
+    )
+    .unwrap();
+    writeln!(
+        mk,
+        "# which has no drop-in directory: README.pkgsrc says which Include line to add."
+    )
+    .unwrap();
+    writeln!(mk, "PKG_SYSCONFSUBDIR=\t{}", m.pkgsrc_sysconf_subdir).unwrap();
+    writeln!(mk, "EGDIR=\t\t\t${{PREFIX}}/{}", l.examples_dir).unwrap();
+    writeln!(
+        mk,
+        "CONF_FILES=\t\t${{EGDIR}}/{snippet} ${{PKG_SYSCONFDIR}}/{snippet}"
+    )
+    .unwrap();
+    writeln!(mk).unwrap();
+    writeln!(mk, "SUBST_CLASSES+=\t\tpaths").unwrap();
+    writeln!(mk, "SUBST_STAGE.paths=\tpre-configure").unwrap();
+    writeln!(
+        mk,
+        "SUBST_MESSAGE.paths=\tFilling in the installation paths."
+    )
+    .unwrap();
+    writeln!(mk, "SUBST_FILES.paths=\t{snippet} {README}").unwrap();
+    writeln!(mk, "SUBST_VARS.paths=\tPREFIX PKG_SYSCONFDIR PKGBASE").unwrap();
     writeln!(mk).unwrap();
     writeln!(
         mk,
@@ -93,6 +143,13 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     .unwrap();
     writeln!(mk).unwrap();
     writeln!(mk, ".include \"cargo-depends.mk\"").unwrap();
+    writeln!(mk).unwrap();
+    writeln!(mk, "post-extract:").unwrap();
+    writeln!(
+        mk,
+        "\t${{CP}} ${{FILESDIR}}/{snippet} ${{FILESDIR}}/{README} ${{WRKSRC}}/"
+    )
+    .unwrap();
     writeln!(mk).unwrap();
     writeln!(mk, "do-install:").unwrap();
     for inst in &installs {
@@ -129,39 +186,68 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     }
     files.push((format!("{dir}/PLIST"), plist));
 
-    // MESSAGE
-    let bar = "=".repeat(75);
-    let ex_dir = format!("${{PREFIX}}/{}", l.examples_dir);
-    let mut msg = String::new();
-    writeln!(msg, "{bar}\n$NetBSD$\n").unwrap();
-    writeln!(
-        msg,
-        "To load the httpd DTrace provider, add this line to Apache's httpd.conf"
-    )
-    .unwrap();
-    writeln!(msg, "and restart Apache:\n").unwrap();
-    writeln!(
-        msg,
-        "\tLoadModule {} {}/{}\n",
+    // files/: the snippet and README.pkgsrc, with @VAR@ for SUBST_VARS
+    let p = "@PREFIX@";
+    let ex = format!("{p}/{}", l.examples_dir.replace("${PKGBASE}", "@PKGBASE@"));
+    let doc = format!(
+        "{p}/{}",
+        m.pkgsrc_doc_dir.replace("${PKGBASE}", "@PKGBASE@")
+    );
+    let load = format!(
+        "LoadModule {} {p}/{}/{}",
         m.module_symbol, l.module_dir, m.module_file
+    );
+    let include = format!("Include @PKG_SYSCONFDIR@/{snippet}");
+    let mut sn = snippet_header("# ");
+    writeln!(sn, "#").unwrap();
+    writeln!(
+        sn,
+        "# Loads mod_dtprovider, the httpd DTrace provider (probes request-start and"
     )
     .unwrap();
     writeln!(
-        msg,
+        sn,
+        "# request-done). To use it, add this line to @PKG_SYSCONFDIR@/httpd.conf and"
+    )
+    .unwrap();
+    writeln!(sn, "# restart Apache (see {doc}/{README}):").unwrap();
+    writeln!(sn, "#   {include}").unwrap();
+    writeln!(sn).unwrap();
+    writeln!(sn, "{load}").unwrap();
+    files.push((format!("{dir}/files/{snippet}"), sn));
+
+    let title = format!("{} for pkgsrc", m.name);
+    let mut rd = format!("{title}\n{}\n\n", "=".repeat(title.len()));
+    writeln!(
+        rd,
+        "To load the httpd DTrace provider, add this line to Apache's configuration,"
+    )
+    .unwrap();
+    writeln!(rd, "@PKG_SYSCONFDIR@/httpd.conf, and restart Apache:\n").unwrap();
+    writeln!(rd, "\t{include}\n").unwrap();
+    writeln!(rd, "That file was copied from\n\n\t{ex}/{snippet}\n").unwrap();
+    writeln!(
+        rd,
+        "when the package was installed, is kept (with your changes) on updates, and"
+    )
+    .unwrap();
+    writeln!(rd, "holds the LoadModule line:\n").unwrap();
+    writeln!(rd, "\t{load}\n").unwrap();
+    writeln!(
+        rd,
         "dtrace(1) looks for D libraries only in /usr/lib/dtrace, so tell it where"
     )
     .unwrap();
-    writeln!(msg, "httpd.d is with -L, for example:\n").unwrap();
+    writeln!(rd, "httpd.d is with -L, for example:\n").unwrap();
     writeln!(
-        msg,
-        "\tdtrace -L ${{PREFIX}}/{} -s {ex_dir}/{}\n",
+        rd,
+        "\tdtrace -L {p}/{} -s {ex}/{}\n",
         l.dtrace_dir,
         m.message_example_name()
     )
     .unwrap();
-    writeln!(msg, "The D and bpftrace example scripts are in {ex_dir}.").unwrap();
-    writeln!(msg, "{bar}").unwrap();
-    files.push((format!("{dir}/MESSAGE"), msg));
+    writeln!(rd, "The D and bpftrace example scripts are in {ex}.").unwrap();
+    files.push((format!("{dir}/files/{README}"), rd));
 
     // cargo-depends.mk, as `make print-cargo-depends` writes it
     let mut cd = String::from("# $NetBSD$\n");
@@ -190,6 +276,9 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     files.push((format!("{dir}/distinfo"), di));
     files
 }
+
+/// The installed README's name (files/README.pkgsrc -> share/doc/${PKGBASE}/README.pkgsrc).
+pub const README: &str = "README.pkgsrc";
 
 /// ("owner", "repo") of a https://github.com/<owner>/<repo>/releases/download/... URL.
 pub fn github_owner_repo(url: &str) -> Option<(String, String)> {

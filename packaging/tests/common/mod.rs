@@ -409,3 +409,28 @@ pub fn write_port(tmp: &Path, state: &str) -> PathBuf {
     }
     dir
 }
+
+/// The pkgsrc package in a stub pkgsrc tree under `tmp`, installed by its own steps
+/// (post-extract, SUBST, do-install) from the source tree `wrksrc` with DESTDIR `destdir`
+/// (empty: straight into PREFIX) and PREFIX `prefix`. Returns the package directory and the
+/// make variables, for more bmake runs (`stub-conf-files`, `-v VAR`).
+pub fn pkgsrc_install(
+    tmp: &Path,
+    wrksrc: &Path,
+    destdir: &str,
+    prefix: &str,
+) -> (PathBuf, Vec<String>) {
+    let m = manifest();
+    let tree = tmp.join("pkgsrc");
+    let pkgdir = tree.join(&m.pkgsrc_category).join(&m.pkgsrc_directory);
+    copy_tree(&root().join(packaging::render::pkgsrc_dir(&m)), &pkgdir);
+    copy_tree(&support("pkgsrc"), &tree);
+    let vars = vec![
+        format!("DESTDIR={destdir}"),
+        format!("PREFIX={prefix}"),
+        format!("WRKSRC={}", wrksrc.display()),
+        "OPSYS=Linux".to_string(),
+    ];
+    bmake_out(&["stub-install"], &pkgdir, &vars);
+    (pkgdir, vars)
+}
