@@ -194,7 +194,12 @@ fn all_recipes_list_the_same_files() {
             FREEBSD_DIRS,
             vec!["%%APACHEETCDIR%%/modules.d/%%APMOD_FILE%%".into()],
         ),
-        ("Homebrew install block", formula_list(), BREW_DIRS, vec![]),
+        (
+            "Homebrew install block",
+            formula_list(),
+            BREW_DIRS,
+            vec!["etc/httpd/extra/dtprovider.conf".into()],
+        ),
         (
             "deb assets",
             deb_list(),
@@ -474,15 +479,17 @@ fn homebrew_install_block_stages_exactly_its_files() {
             .arg(root().join(render::formula_path(&m)))
             .arg("install")
             .arg(&src)
-            .arg(&keg),
+            .arg(&keg)
+            .env("HOMEBREW_PREFIX", tmp.path()),
         "formula install under the stub",
     );
     let text = stdout(&out);
-    let staged: Vec<String> = text
+    let mut staged: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("FILE "))
         .map(str::to_string)
         .collect();
+    staged.sort();
     let mut want = formula_list();
     want.sort();
     assert_eq!(
@@ -491,7 +498,12 @@ fn homebrew_install_block_stages_exactly_its_files() {
     );
     let (common, extra) = split(staged.iter().map(|p| classify(p, BREW_DIRS)).collect());
     assert_eq!(common, expected());
-    assert!(extra.is_empty(), "{extra:?}");
+    let snippet = format!("etc/{}/{}", m.homebrew_conf_dir, m.snippet_name());
+    assert_eq!(
+        extra,
+        [snippet.clone()].into(),
+        "only the LoadModule snippet besides"
+    );
     assert!(
         text.contains("SYSTEM cargo build --lib --release --locked"),
         "{text}"
@@ -523,4 +535,35 @@ fn homebrew_install_block_stages_exactly_its_files() {
         Path::new(example).is_file(),
         "caveats show {example}, not installed"
     );
+    // They name the snippet, which loads the installed module.
+    let conf = tmp.path().join(&snippet);
+    assert!(
+        cav.contains(&format!("Include {}\n", conf.display())),
+        "the caveats give the Include line of {}:\n{cav}",
+        conf.display()
+    );
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.lines().any(|l| l
+            == format!(
+                "LoadModule dtprovider_module {}/lib/httpd/modules/mod_dtprovider.so",
+                keg.display()
+            )),
+        "{text}"
+    );
+
+    // A second install (an upgrade) keeps the snippet the user edited, as Homebrew's etc does.
+    std::fs::write(&conf, "# edited\n").unwrap();
+    run(
+        Command::new("ruby")
+            .arg(&stub)
+            .arg(root().join(render::formula_path(&m)))
+            .arg("install")
+            .arg(&src)
+            .arg(&keg)
+            .env("HOMEBREW_PREFIX", tmp.path()),
+        "formula install again",
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "# edited\n");
+    assert!(Path::new(&format!("{}.default", conf.display())).is_file());
 }

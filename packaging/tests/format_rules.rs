@@ -873,6 +873,24 @@ fn brew_audit_test_present() {
     assert!(f.contains("assert_match \"dtprovider_module (shared)\""));
 }
 
+/// The formula installs the LoadModule snippet under etc/httpd/extra (Homebrew keeps files in
+/// etc across upgrades), names it in the caveats, and its test has httpd accept it.
+#[test]
+fn brew_snippet_in_etc_httpd_extra() {
+    let f = formula();
+    assert!(f.contains("\n    (etc/\"httpd/extra\").install \"dtprovider.conf\"\n"));
+    assert!(f.contains(
+        "\n      LoadModule dtprovider_module #{opt_lib}/httpd/modules/mod_dtprovider.so\n    EOS\n"
+    ));
+    let start = f.find("  def caveats").unwrap();
+    let cav = &f[start..start + f[start..].find("\n  end\n").unwrap()];
+    assert!(cav.contains("\n        Include #{etc}/httpd/extra/dtprovider.conf\n"));
+    let test = &f[f.find("\n  test do\n").unwrap()..];
+    assert!(test.contains("\n      Include #{etc}/httpd/extra/dtprovider.conf\n"));
+    assert!(test.contains("\"-t\", \"-f\", testpath/\"httpd.conf\""));
+    assert!(test.contains("httpd -M -f"));
+}
+
 #[test]
 fn brew_audit_fully_scoped_test_system_calls() {
     let f = formula();

@@ -35,12 +35,22 @@ class ModDtprovider < Formula
       examples/http-urls.bt
       examples/http-urls.d
     ]
+    (buildpath/"dtprovider.conf").write <<~EOS
+      # Loads mod_dtprovider, the httpd DTrace provider (probes request-start and
+      # request-done). To use it, add this line to #{etc}/httpd/httpd.conf and
+      # restart httpd:
+      #   Include #{etc}/httpd/extra/dtprovider.conf
+      LoadModule dtprovider_module #{opt_lib}/httpd/modules/mod_dtprovider.so
+    EOS
+    (etc/"httpd/extra").install "dtprovider.conf"
   end
 
   def caveats
     <<~EOS
       To load the httpd DTrace provider, add this line to #{etc}/httpd/httpd.conf
       and restart httpd (brew services restart httpd):
+        Include #{etc}/httpd/extra/dtprovider.conf
+      That file is kept across upgrades and holds the LoadModule line:
         LoadModule dtprovider_module #{opt_lib}/httpd/modules/mod_dtprovider.so
 
       dtrace(1) looks for D libraries only in /usr/lib/dtrace, so tell it where
@@ -55,6 +65,7 @@ class ModDtprovider < Formula
 
   test do
     assert_path_exists lib/"httpd/modules/mod_dtprovider.so"
+    assert_path_exists etc/"httpd/extra/dtprovider.conf"
     (testpath/"httpd.conf").write <<~EOS
       ServerRoot "#{Formula["httpd"].opt_prefix}"
       ServerName localhost
@@ -66,8 +77,9 @@ class ModDtprovider < Formula
       <IfModule !unixd_module>
         LoadModule unixd_module lib/httpd/modules/mod_unixd.so
       </IfModule>
-      LoadModule dtprovider_module #{lib/"httpd/modules/mod_dtprovider.so"}
+      Include #{etc}/httpd/extra/dtprovider.conf
     EOS
+    system "#{Formula["httpd"].opt_bin}/httpd", "-t", "-f", testpath/"httpd.conf"
     output = shell_output("#{Formula["httpd"].opt_bin}/httpd -M -f #{testpath}/httpd.conf 2>&1")
     assert_match "dtprovider_module (shared)", output
   end

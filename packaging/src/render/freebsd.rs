@@ -2,7 +2,10 @@
 
 use std::fmt::Write as _;
 
-use super::{Inputs, Install, apmod_file, common_installs, freebsd_dir, header, wrap_paragraphs};
+use super::{
+    Inputs, Install, apmod_file, common_installs, freebsd_dir, header, snippet_header,
+    wrap_paragraphs,
+};
 
 /// A pkg-plist path (`%%APACHEMODDIR%%/x`, `%%EXAMPLESDIR%%/x`, `lib/dtrace/x`) as the
 /// Makefile's staged destination.
@@ -244,7 +247,7 @@ pub fn freebsd(i: &Inputs) -> Vec<(String, String)> {
     writeln!(sn, "## PROVIDE: {}", m.freebsd_portname).unwrap();
     writeln!(sn, "## REQUIRE:").unwrap();
     writeln!(sn, "#").unwrap();
-    write!(sn, "{}", header("# ")).unwrap();
+    write!(sn, "{}", snippet_header("# ")).unwrap();
     writeln!(sn, "#").unwrap();
     writeln!(
         sn,

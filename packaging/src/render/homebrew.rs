@@ -135,6 +135,37 @@ pub fn homebrew(i: &Inputs) -> Vec<(String, String)> {
             writeln!(f, "    ]").unwrap();
         }
     }
+    // The LoadModule snippet, under etc (Homebrew keeps an existing one on upgrades and
+    // installs the new one beside it as .default).
+    let load = format!(
+        "LoadModule {} {}/{}",
+        m.module_symbol,
+        brew_opt_path(m, &l.module_dir),
+        m.module_file
+    );
+    let snippet = m.snippet_name();
+    let conf = format!("#{{etc}}/{}/{snippet}", m.homebrew_conf_dir);
+    writeln!(f, "    (buildpath/\"{snippet}\").write <<~EOS").unwrap();
+    writeln!(
+        f,
+        "      # Loads mod_dtprovider, the httpd DTrace provider (probes request-start and"
+    )
+    .unwrap();
+    writeln!(
+        f,
+        "      # request-done). To use it, add this line to #{{etc}}/httpd/httpd.conf and"
+    )
+    .unwrap();
+    writeln!(f, "      # restart httpd:").unwrap();
+    writeln!(f, "      #   Include {conf}").unwrap();
+    writeln!(f, "      {load}").unwrap();
+    writeln!(f, "    EOS").unwrap();
+    writeln!(
+        f,
+        "    (etc/\"{}\").install \"{snippet}\"",
+        m.homebrew_conf_dir
+    )
+    .unwrap();
     writeln!(f, "  end").unwrap();
     writeln!(f).unwrap();
     writeln!(f, "  def caveats").unwrap();
@@ -145,14 +176,13 @@ pub fn homebrew(i: &Inputs) -> Vec<(String, String)> {
     )
     .unwrap();
     writeln!(f, "      and restart httpd (brew services restart httpd):").unwrap();
+    writeln!(f, "        Include {conf}").unwrap();
     writeln!(
         f,
-        "        LoadModule {} {}/{}",
-        m.module_symbol,
-        brew_opt_path(m, &l.module_dir),
-        m.module_file
+        "      That file is kept across upgrades and holds the LoadModule line:"
     )
     .unwrap();
+    writeln!(f, "        {load}").unwrap();
     writeln!(f).unwrap();
     writeln!(
         f,
@@ -186,6 +216,12 @@ pub fn homebrew(i: &Inputs) -> Vec<(String, String)> {
     let modpath = format!("{}/{}", l.module_dir, m.module_file);
     writeln!(f, "  test do").unwrap();
     writeln!(f, "    assert_path_exists {}", brew_file_expr(m, &modpath)).unwrap();
+    writeln!(
+        f,
+        "    assert_path_exists etc/\"{}/{snippet}\"",
+        m.homebrew_conf_dir
+    )
+    .unwrap();
     writeln!(f, "    (testpath/\"httpd.conf\").write <<~EOS").unwrap();
     writeln!(f, "      ServerRoot \"#{{Formula[\"httpd\"].opt_prefix}}\"").unwrap();
     writeln!(f, "      ServerName localhost").unwrap();
@@ -210,14 +246,13 @@ pub fn homebrew(i: &Inputs) -> Vec<(String, String)> {
     )
     .unwrap();
     writeln!(f, "      </IfModule>").unwrap();
+    writeln!(f, "      Include {conf}").unwrap();
+    writeln!(f, "    EOS").unwrap();
     writeln!(
         f,
-        "      LoadModule {} #{{{}}}",
-        m.module_symbol,
-        brew_file_expr(m, &modpath)
+        "    system \"#{{Formula[\"httpd\"].opt_bin}}/httpd\", \"-t\", \"-f\", testpath/\"httpd.conf\""
     )
     .unwrap();
-    writeln!(f, "    EOS").unwrap();
     writeln!(f, "    output = shell_output(\"#{{Formula[\"httpd\"].opt_bin}}/httpd -M -f #{{testpath}}/httpd.conf 2>&1\")").unwrap();
     writeln!(
         f,
