@@ -162,3 +162,48 @@ fn check_fails_naming_the_drifted_file() {
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("examples/http-new.bt"));
 }
+
+/// README's test command (the set-up command that runs the whole suite) is what `.ci/run`
+/// runs, so changing the workspaces cannot leave one of them stale.
+#[test]
+fn ci_runs_the_readme_test_command() {
+    let readme = read("README.md");
+    let sec = &readme[readme
+        .find("\n## Running the tests\n")
+        .expect("README has \"## Running the tests\"")..];
+    let start = sec.find("```sh\n").expect("a ```sh block") + 6;
+    let cmd = &sec[start..start + sec[start..].find("```").unwrap()];
+    let ci = read(".ci/run");
+    assert!(
+        ci.contains(cmd),
+        ".ci/run does not run README's test command:\n{cmd}"
+    );
+    for ws in ["Cargo.toml", "packaging/Cargo.toml", "bench/Cargo.toml"] {
+        let t: toml::Table = read(ws).parse().unwrap();
+        assert!(t.contains_key("workspace"), "{ws} is a workspace root");
+        let tested = if ws == "Cargo.toml" {
+            cmd.match_indices("cargo test --release")
+                .any(|(i, m)| !cmd[i + m.len()..].starts_with(" --manifest-path"))
+        } else {
+            cmd.contains(&format!("cargo test --release --manifest-path {ws}"))
+        };
+        assert!(
+            tested,
+            "README's test command does not test the {ws} workspace"
+        );
+    }
+    let lint_loop = ci
+        .lines()
+        .find(|l| l.starts_with("for manifest in "))
+        .expect(".ci/run lints each workspace in a `for manifest in ...` loop");
+    let listed: Vec<&str> = lint_loop
+        .trim_start_matches("for manifest in ")
+        .trim_end_matches("; do")
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        listed,
+        ["Cargo.toml", "packaging/Cargo.toml", "bench/Cargo.toml"],
+        ".ci/run formats and lints every workspace"
+    );
+}
