@@ -1,161 +1,98 @@
-//! The release tarball: what `git ls-files` lists (so a clean checkout gives the same bytes),
-//! minus the recipes whose content depends on the tarball's own checksum, with sorted entries,
-//! fixed mtimes, owner 0:0 and fixed modes.
+//! The release tarball: exactly the files `[dist].include` of packaging/package.toml names
+//! (a tag's tree for a release, the work tree otherwise), with sorted entries, fixed mtimes,
+//! owner 0:0 and fixed modes, so the same tree always gives the same bytes.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::Path;
-use std::process::Command;
 
 use flate2::{Compression, GzBuilder};
 
-use crate::manifest::Manifest;
+use crate::manifest::{MANIFEST, Manifest};
+use crate::tree::{Entry, Kind, Tree};
 
-/// Paths (prefixes) that never go into the tarball: the recipes carry the tarball's checksum,
-/// so shipping them inside it would be circular.
-pub const EXCLUDED: &[&str] = &["pkgsrc/", "freebsd-port/", "packaging/homebrew/"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
-    File { executable: bool },
-    Symlink,
+/// Whether `path` is one of `[dist].include` (a path ending in `/` includes what is under it).
+pub fn is_included(m: &Manifest, path: &str) -> bool {
+    m.dist_include.iter().any(|i| is_included_by(i, path))
 }
 
-#[derive(Debug, Clone)]
-pub struct SourceFile {
-    pub path: String,
-    pub kind: Kind,
-}
-
-/// Tracked files according to `git ls-files -s` (index modes, so the result doesn't depend on
-/// the umask of the checkout).
-pub fn tracked_files(root: &Path) -> Result<Vec<SourceFile>, String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["ls-files", "-s", "-z"])
-        .output()
-        .map_err(|e| format!("cannot run git ls-files: {e}"))?;
-    if !out.status.success() {
+/// The tracked files of `tree` the tarball holds, after checking that `[dist].include` names
+/// only tracked paths, that everything the recipes install is among them, and that every
+/// example script in the tree is packaged on purpose.
+pub fn select(tree: &Tree, m: &Manifest) -> Result<Vec<Entry>, String> {
+    let chosen: Vec<Entry> = tree
+        .entries()?
+        .into_iter()
+        .filter(|e| is_included(m, &e.path))
+        .collect();
+    let unmatched: Vec<&str> = m
+        .dist_include
+        .iter()
+        .filter(|i| !chosen.iter().any(|e| is_included_by(i, &e.path)))
+        .map(String::as_str)
+        .collect();
+    if !unmatched.is_empty() {
         return Err(format!(
-            "git ls-files failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
+            "{MANIFEST} [dist].include names what git does not track in {}: {}",
+            tree.describe(),
+            unmatched.join(", ")
         ));
     }
-    let mut files = Vec::new();
-    for rec in out.stdout.split(|b| *b == 0).filter(|r| !r.is_empty()) {
-        let rec = String::from_utf8(rec.to_vec()).map_err(|_| "git ls-files: non-UTF-8 path")?;
-        // "<mode> <object> <stage>\t<path>"
-        let (meta, path) = rec
-            .split_once('\t')
-            .ok_or("git ls-files: unexpected output")?;
-        let mode = meta.split(' ').next().unwrap_or("");
-        let kind = match mode {
-            "100644" => Kind::File { executable: false },
-            "100755" => Kind::File { executable: true },
-            "120000" => Kind::Symlink,
-            _ => {
-                return Err(format!(
-                    "{path}: git mode {mode} (submodule?) cannot go into the tarball"
-                ));
-            }
-        };
-        if files.last().is_some_and(|f: &SourceFile| f.path == path) {
-            continue; // unmerged entries are listed once per stage
-        }
-        files.push(SourceFile {
-            path: path.to_string(),
-            kind,
-        });
-    }
-    Ok(files)
-}
-
-pub fn is_excluded(path: &str) -> bool {
-    EXCLUDED.iter().any(|e| path.starts_with(e)) || path == "target" || path.starts_with("target/")
-}
-
-/// The files the tarball holds, with their content: tracked files minus [`EXCLUDED`], with
-/// `overlay` (generated files that don't depend on the tarball) taking precedence over, or
-/// adding to, what is on disk.
-pub fn tarball_contents(
-    root: &Path,
-    m: &Manifest,
-    overlay: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, (Kind, Vec<u8>)>, String> {
-    let tracked = tracked_files(root)?;
-    let mut out = BTreeMap::new();
-    for f in &tracked {
-        if is_excluded(&f.path) {
-            continue;
-        }
-        let data = if let Some(o) = overlay.get(&f.path) {
-            o.clone().into_bytes()
-        } else {
-            let p = root.join(&f.path);
-            match f.kind {
-                Kind::Symlink => std::fs::read_link(&p)
-                    .map_err(|e| format!("{}: {e}", f.path))?
-                    .to_string_lossy()
-                    .into_owned()
-                    .into_bytes(),
-                Kind::File { .. } => match std::fs::read(&p) {
-                    Ok(d) => d,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        return Err(format!(
-                            "{} is tracked by git but missing from the work tree; commit its removal or restore it",
-                            f.path
-                        ));
-                    }
-                    Err(e) => return Err(format!("{}: {e}", f.path)),
-                },
-            }
-        };
-        out.insert(f.path.clone(), (f.kind.clone(), data));
-    }
-    for (p, c) in overlay {
-        if !is_excluded(p) {
-            out.entry(p.clone())
-                .or_insert_with(|| (Kind::File { executable: false }, c.clone().into_bytes()));
-        }
-    }
-
-    // Everything the recipes install must be in the tarball, and every example script in the
-    // tree must be packaged on purpose.
+    let has = |p: &str| chosen.iter().any(|e| e.path == p);
     let mut required: Vec<&str> = vec![m.dtrace_library.as_str(), m.license_file.as_str()];
     required.extend(m.examples.iter().map(String::as_str));
-    let missing: Vec<&str> = required
-        .iter()
-        .copied()
-        .filter(|r| !out.contains_key(*r))
-        .collect();
+    let missing: Vec<&str> = required.iter().copied().filter(|r| !has(r)).collect();
     if !missing.is_empty() {
         return Err(format!(
-            "packaging/package.toml names files that `git ls-files` does not list: {}",
+            "{MANIFEST} names files the recipes install that are not in the tarball \
+             ([dist].include) or not tracked by git: {}",
             missing.join(", ")
         ));
     }
-    let unlisted: Vec<&String> = out
-        .keys()
+    let unlisted: Vec<&str> = chosen
+        .iter()
+        .map(|e| e.path.as_str())
         .filter(|p| {
             p.starts_with("examples/")
                 && !p["examples/".len()..].contains('/')
                 && (p.ends_with(".d") || p.ends_with(".bt"))
-                && !m.examples.contains(p)
+                && !m.examples.iter().any(|e| e == p)
         })
         .collect();
     if !unlisted.is_empty() {
         return Err(format!(
-            "example scripts not listed in packaging/package.toml [files].examples (add them, so \
-             every recipe installs them): {}",
-            unlisted
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            "example scripts not listed in {MANIFEST} [files].examples (add them, so every \
+             recipe installs them): {}",
+            unlisted.join(", ")
         ));
     }
-    Ok(out)
+    Ok(chosen)
+}
+
+/// The files the tarball holds, with their content.
+pub fn tarball_contents(
+    tree: &Tree,
+    m: &Manifest,
+) -> Result<BTreeMap<String, (Kind, Vec<u8>)>, String> {
+    let chosen = select(tree, m)?;
+    let refs: Vec<&Entry> = chosen.iter().collect();
+    let data = tree.read_all(&refs)?;
+    Ok(chosen
+        .into_iter()
+        .zip(data)
+        .map(|(e, d)| (e.path, (e.kind, d)))
+        .collect())
+}
+
+fn is_included_by(include: &str, path: &str) -> bool {
+    match include.strip_suffix('/') {
+        Some(dir) => path.starts_with(dir) && path[dir.len()..].starts_with('/'),
+        None => path == include,
+    }
+}
+
+/// The release tarball of `tree`, with the manifest `m` (read from that same tree).
+pub fn tarball(tree: &Tree, m: &Manifest) -> Result<Vec<u8>, String> {
+    build_tarball(m, &tarball_contents(tree, m)?)
 }
 
 /// Builds the gzip'd tar: `<distname>/` prefix, directories listed, entries sorted by path,

@@ -1,19 +1,23 @@
 //! The packaging generator of mod_dtprovider: one manifest (`packaging/package.toml`) plus
-//! `Cargo.lock` in, four recipes out (pkgsrc, FreeBSD port, Homebrew formula, cargo-deb
-//! metadata), and the reproducible release tarball whose checksums they carry.
+//! the module's `Cargo.lock` in, four recipes out (pkgsrc, FreeBSD port, Homebrew formula,
+//! cargo-deb metadata); the reproducible release tarball; and the release record
+//! (`packaging/release.toml`) whose digests the recipes carry once a version is released.
 //!
 //! This crate never depends on the module crate (nor on bindgen).
 
 pub mod crates;
 pub mod dist;
 pub mod manifest;
+pub mod release;
 pub mod render;
+pub mod tree;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crates::{Digests, LockedCrate};
 use manifest::Manifest;
+use release::Release;
 
 /// Everything `generate` produces.
 pub struct Generated {
@@ -22,12 +26,12 @@ pub struct Generated {
     pub files: BTreeMap<String, String>,
     /// The directories the generator owns entirely (stale files there are drift too).
     pub owned_dirs: Vec<String>,
-    pub tarball: Vec<u8>,
-    pub tarball_digests: Digests,
     pub crates: Vec<(LockedCrate, PathBuf, Digests)>,
+    /// The release of the manifest's version, if it is released.
+    pub release: Option<Release>,
 }
 
-/// The repository root: the parent of this crate's directory.
+/// The repository this tool was built from: the parent of this crate's directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -35,9 +39,45 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Computes every generated file for the tree at `root`.
+/// The generated files that go into the tarball (they depend on the manifest only): the
+/// cargo-deb block of `cargo_toml`, debian/README.Debian and debian/changelog.
+pub fn in_tarball_files(
+    cargo_toml: &str,
+    m: &Manifest,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut files = BTreeMap::new();
+    files.insert(
+        render::CARGO_TOML.to_string(),
+        render::splice_deb_block(cargo_toml, m)?,
+    );
+    files.insert(render::README_DEBIAN.to_string(), render::readme_debian(m));
+    files.insert(
+        render::CHANGELOG_DEBIAN.to_string(),
+        render::changelog_debian(m),
+    );
+    Ok(files)
+}
+
+/// Computes every generated file for the work tree at `root`, with the release recorded in
+/// `packaging/release.toml` if it is the manifest's version.
 pub fn generate(root: &Path) -> Result<Generated, String> {
+    let version = Manifest::load(root)?.version;
+    let release = release::load(root)?.filter(|r| r.version == version);
+    generate_with(root, release)
+}
+
+/// Computes every generated file for the work tree at `root`, as if `release` (if any) were
+/// the release of the manifest's version.
+pub fn generate_with(root: &Path, release: Option<Release>) -> Result<Generated, String> {
     let m = Manifest::load(root)?;
+    if let Some(r) = &release {
+        if r.version != m.version {
+            return Err(format!(
+                "the release of {} cannot be rendered for version {}",
+                r.version, m.version
+            ));
+        }
+    }
     let lock =
         std::fs::read_to_string(root.join("Cargo.lock")).map_err(|e| format!("Cargo.lock: {e}"))?;
     let locked = crates::parse_lock(&lock)?;
@@ -48,26 +88,12 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
         crate_info.push((c, path, d));
     }
 
-    // 1. Files that don't depend on the tarball (and go into it).
-    let mut files = BTreeMap::new();
+    // The tarball must be buildable from this tree (the recipes install from it).
+    dist::select(&tree::Tree::WorkTree(root.to_path_buf()), &m)?;
+
     let cargo_toml =
         std::fs::read_to_string(root.join("Cargo.toml")).map_err(|e| format!("Cargo.toml: {e}"))?;
-    files.insert(
-        render::CARGO_TOML.to_string(),
-        render::splice_deb_block(&cargo_toml, &m)?,
-    );
-    files.insert(render::README_DEBIAN.to_string(), render::readme_debian(&m));
-    files.insert(
-        render::CHANGELOG_DEBIAN.to_string(),
-        render::changelog_debian(&m),
-    );
-
-    // 2. The tarball, as it will be once those are written.
-    let contents = dist::tarball_contents(root, &m, &files)?;
-    let tarball = dist::build_tarball(&m, &contents)?;
-    let tarball_digests = crates::digests(&tarball);
-
-    // 3. The recipes, which carry the tarball's checksums.
+    let mut files = in_tarball_files(&cargo_toml, &m)?;
     let pairs: Vec<(LockedCrate, Digests)> = crate_info
         .iter()
         .map(|(c, _, d)| (c.clone(), d.clone()))
@@ -75,7 +101,7 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
     let inputs = render::Inputs {
         m: &m,
         crates: &pairs,
-        tarball: &tarball_digests,
+        tarball: release.as_ref().map(|r| &r.digests),
     };
     for (p, c) in render::pkgsrc(&inputs)
         .into_iter()
@@ -93,10 +119,19 @@ pub fn generate(root: &Path) -> Result<Generated, String> {
         manifest: m,
         files,
         owned_dirs,
-        tarball,
-        tarball_digests,
         crates: crate_info,
+        release,
     })
+}
+
+/// Everything `generate --check` finds wrong: drifted files, and for a released version a
+/// record that its tag's tarball does not confirm.
+pub fn check(root: &Path, g: &Generated) -> Vec<String> {
+    let mut problems = drift(root, g);
+    if let Some(r) = &g.release {
+        problems.extend(release::verify(root, r));
+    }
+    problems
 }
 
 fn walk(dir: &Path, rel: &str, out: &mut Vec<String>) {

@@ -1,118 +1,212 @@
-//! `cargo run -p packaging -- <command>`
+//! `cargo run --manifest-path packaging/Cargo.toml -- <command>`
 //!
-//!   generate           write every recipe from packaging/package.toml and Cargo.lock
-//!   generate --check   write nothing; exit 1, naming each file, if a committed file differs
-//!   dist [--out DIR]   write the release tarball <name>-<version>.tar.gz (default: target/dist)
+//!   generate           write every recipe from packaging/package.toml and Cargo.lock (and, for a
+//!                      released version, packaging/release.toml)
+//!   generate --check   write nothing; exit 1, naming each file, if a committed file differs, or if
+//!                      a released version's tarball, rebuilt from its tag, differs from the record
+//!   dist [--out DIR] [--rev REV]
+//!                      write the tarball <name>-<version>.tar.gz of the work tree (or of the
+//!                      commit REV) to DIR (default: target/dist)
+//!   release [--out DIR]
+//!                      build the tarball of the tag v<version>, record its digests in
+//!                      packaging/release.toml and write them into the recipes
 //!
-//! `--root DIR` runs on another checkout (default: the repository this tool was built from).
+//! `--root DIR` runs on that checkout; the default is the git work tree containing the current
+//! directory if it has packaging/package.toml, else the checkout this tool was built from.
 
-use std::path::PathBuf;
-use std::process::ExitCode;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
 
-const USAGE: &str = "usage: packaging generate [--check] [--root DIR]\n       packaging dist [--out DIR] [--root DIR]";
+use packaging::manifest::Manifest;
+use packaging::release;
+use packaging::render;
+use packaging::tree::Tree;
 
-fn main() -> ExitCode {
+const USAGE: &str = "usage: packaging generate [--check] [--root DIR]
+       packaging dist [--out DIR] [--rev REV] [--root DIR]
+       packaging release [--out DIR] [--root DIR]";
+
+fn default_root() -> PathBuf {
+    let top = Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    match top {
+        Some(t) if t.join(packaging::manifest::MANIFEST).is_file() => t,
+        _ => packaging::repo_root(),
+    }
+}
+
+struct Args {
+    cmd: String,
+    check: bool,
+    root: PathBuf,
+    out: Option<PathBuf>,
+    rev: Option<String>,
+}
+
+fn parse_args() -> Result<Args, ExitCode> {
     let mut args = std::env::args().skip(1);
-    let Some(cmd) = args.next() else {
-        eprintln!("{USAGE}");
-        return ExitCode::from(2);
+    let cmd = args.next().ok_or_else(usage)?;
+    if cmd == "-h" || cmd == "--help" {
+        println!("{USAGE}");
+        return Err(ExitCode::SUCCESS);
+    }
+    let mut a = Args {
+        cmd,
+        check: false,
+        root: PathBuf::new(),
+        out: None,
+        rev: None,
     };
-    let mut check = false;
-    let mut root = packaging::repo_root();
-    let mut out: Option<PathBuf> = None;
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--check" if cmd == "generate" => check = true,
-            "--root" => match args.next() {
-                Some(r) => root = PathBuf::from(r),
-                None => return usage(),
-            },
-            "--out" if cmd == "dist" => match args.next() {
-                Some(o) => out = Some(PathBuf::from(o)),
-                None => return usage(),
-            },
+    let mut root = None;
+    while let Some(arg) = args.next() {
+        let c = a.cmd.as_str();
+        match arg.as_str() {
+            "--check" if c == "generate" => a.check = true,
+            "--root" => root = Some(PathBuf::from(args.next().ok_or_else(usage)?)),
+            "--out" if c == "dist" || c == "release" => {
+                a.out = Some(PathBuf::from(args.next().ok_or_else(usage)?))
+            }
+            "--rev" if c == "dist" => a.rev = Some(args.next().ok_or_else(usage)?),
             "-h" | "--help" => {
                 println!("{USAGE}");
-                return ExitCode::SUCCESS;
+                return Err(ExitCode::SUCCESS);
             }
-            _ => return usage(),
+            _ => return Err(usage()),
         }
     }
+    if !["generate", "dist", "release"].contains(&a.cmd.as_str()) {
+        return Err(usage());
+    }
+    a.root = root.unwrap_or_else(default_root);
+    Ok(a)
+}
 
-    let g = match packaging::generate(&root) {
-        Ok(g) => g,
+fn main() -> ExitCode {
+    let a = match parse_args() {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let r = match a.cmd.as_str() {
+        "generate" if a.check => check(&a.root),
+        "generate" => generate(&a.root),
+        "dist" => dist(&a.root, a.out, a.rev),
+        _ => cut_release(&a.root, a.out),
+    };
+    match r {
+        Ok(code) => code,
         Err(e) => {
             eprintln!("packaging: error: {e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    match cmd.as_str() {
-        "generate" if check => {
-            let problems = packaging::drift(&root, &g);
-            if problems.is_empty() {
-                println!(
-                    "packaging: all {} generated files are up to date",
-                    g.files.len()
-                );
-                ExitCode::SUCCESS
-            } else {
-                for p in &problems {
-                    eprintln!("packaging: drift: {p}");
-                }
-                eprintln!(
-                    "packaging: {} file(s) differ from packaging/package.toml + Cargo.lock + the release \
-                     tarball; run `cargo run -p packaging -- generate` and commit the result",
-                    problems.len()
-                );
-                ExitCode::FAILURE
-            }
-        }
-        "generate" => match packaging::write(&root, &g) {
-            Ok(changed) => {
-                for c in &changed {
-                    println!("wrote {c}");
-                }
-                println!(
-                    "packaging: {} files, {} changed; tarball {} sha256 {}",
-                    g.files.len(),
-                    changed.len(),
-                    g.manifest.tarball_name(),
-                    g.tarball_digests.sha256
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("packaging: error: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        "dist" => {
-            let dir = out.unwrap_or_else(|| root.join("target").join("dist"));
-            let path = dir.join(g.manifest.tarball_name());
-            if let Err(e) =
-                std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, &g.tarball))
-            {
-                eprintln!("packaging: error: {}: {e}", path.display());
-                return ExitCode::FAILURE;
-            }
-            let drift = packaging::drift(&root, &g);
-            println!(
-                "{} ({} bytes, sha256 {})",
-                path.display(),
-                g.tarball.len(),
-                g.tarball_digests.sha256
-            );
-            if !drift.is_empty() {
-                eprintln!(
-                    "packaging: warning: the committed recipes do not match this tarball yet; run \
-                     `cargo run -p packaging -- generate` ({} file(s) differ)",
-                    drift.len()
-                );
-            }
-            ExitCode::SUCCESS
-        }
-        _ => usage(),
     }
+}
+
+fn check(root: &Path) -> Result<ExitCode, String> {
+    let g = packaging::generate(root)?;
+    let problems = packaging::check(root, &g);
+    let state = match &g.release {
+        Some(r) => format!(
+            "released as {} ({}, sha256 {})",
+            r.tag, r.file, r.digests.sha256
+        ),
+        None => "unreleased: the recipes carry no tarball digest".into(),
+    };
+    if problems.is_empty() {
+        println!(
+            "packaging: all {} generated files are up to date; version {} is {state}",
+            g.files.len(),
+            g.manifest.version
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    for p in &problems {
+        eprintln!("packaging: drift: {p}");
+    }
+    eprintln!(
+        "packaging: {} problem(s); files that differ are fixed by `{}` (and a commit)",
+        problems.len(),
+        render::COMMAND
+    );
+    Ok(ExitCode::FAILURE)
+}
+
+fn generate(root: &Path) -> Result<ExitCode, String> {
+    let g = packaging::generate(root)?;
+    let changed = packaging::write(root, &g)?;
+    for c in &changed {
+        println!("wrote {c}");
+    }
+    let state = match &g.release {
+        Some(r) => format!("the recipes carry {} of {}", r.file, r.tag),
+        None => format!(
+            "version {} is unreleased: no tarball digest in the recipes",
+            g.manifest.version
+        ),
+    };
+    println!(
+        "packaging: {} files, {} changed; {state}",
+        g.files.len(),
+        changed.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_tarball(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf, String> {
+    let path = dir.join(name);
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&path, data))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(path)
+}
+
+fn dist(root: &Path, out: Option<PathBuf>, rev: Option<String>) -> Result<ExitCode, String> {
+    let tree = match rev {
+        None => Tree::WorkTree(root.to_path_buf()),
+        Some(rev) => Tree::Commit {
+            root: root.to_path_buf(),
+            rev,
+        },
+    };
+    let m = Manifest::load_tree(&tree)?;
+    let data = packaging::dist::tarball(&tree, &m)?;
+    let dir = out.unwrap_or_else(|| root.join("target").join("dist"));
+    let path = write_tarball(&dir, &m.tarball_name(), &data)?;
+    let d = packaging::crates::digests(&data);
+    println!(
+        "{} ({} bytes, sha256 {}), from {}",
+        path.display(),
+        d.size,
+        d.sha256,
+        tree.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cut_release(root: &Path, out: Option<PathBuf>) -> Result<ExitCode, String> {
+    let (r, data) = release::cut(root)?;
+    let dir = out.unwrap_or_else(|| root.join("target").join("dist"));
+    let path = write_tarball(&dir, &r.file, &data)?;
+    println!(
+        "{} ({} bytes, sha256 {}), from {} ({})",
+        path.display(),
+        r.digests.size,
+        r.digests.sha256,
+        r.tag,
+        r.commit
+    );
+    println!("wrote {}", release::RECORD);
+    generate(root)?;
+    println!(
+        "packaging: commit {} and the recipes, then publish {} as the {} release",
+        release::RECORD,
+        path.display(),
+        r.tag
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn usage() -> ExitCode {

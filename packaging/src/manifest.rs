@@ -4,6 +4,8 @@ use std::path::Path;
 
 use toml::{Table, Value};
 
+use crate::tree::Tree;
+
 /// Where one ecosystem puts the installed files, relative to its prefix, in its own notation.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -23,6 +25,8 @@ pub struct Manifest {
     pub copyright: String,
     pub release_url: String,
     pub release_epoch: u64,
+    /// `[dist].include`: what the release tarball holds.
+    pub dist_include: Vec<String>,
 
     pub license_spdx: String,
     pub license_file: String,
@@ -43,6 +47,10 @@ pub struct Manifest {
     pub pkgsrc_package: String,
     pub pkgsrc_maintainer: String,
     pub pkgsrc_default_prefix: String,
+    /// PKG_SYSCONFSUBDIR: where the LoadModule snippet is copied (Apache's own directory).
+    pub pkgsrc_sysconf_subdir: String,
+    /// Where the installed README.pkgsrc goes.
+    pub pkgsrc_doc_dir: String,
     pub pkgsrc: Layout,
 
     pub freebsd_category: String,
@@ -56,6 +64,8 @@ pub struct Manifest {
 
     pub homebrew_tap: String,
     pub homebrew_formula: String,
+    /// Where the LoadModule snippet goes, under Homebrew's etc (kept across upgrades).
+    pub homebrew_conf_dir: String,
     pub homebrew: Layout,
 
     pub debian_package: String,
@@ -122,6 +132,52 @@ impl Manifest {
         Self::parse(&text, &cargo)
     }
 
+    /// The manifest as it is in `tree` (for a commit: as it was committed).
+    pub fn load_tree(tree: &Tree) -> Result<Manifest, String> {
+        match tree {
+            Tree::WorkTree(root) => Self::load(root),
+            Tree::Commit { .. } => {
+                Self::parse(&tree.read_text(MANIFEST)?, &tree.read_text("Cargo.toml")?)
+                    .map_err(|e| format!("{e} (in {})", tree.describe()))
+            }
+        }
+    }
+
+    /// Why `maintainer` cannot be a release's maintainer, if it cannot: it must be
+    /// `Name <address>` with an address that receives mail (Debian's Maintainer field and the
+    /// changelog trailer are where users and Debian's tools write to).
+    pub fn placeholder_maintainer(&self) -> Option<String> {
+        let m = self.maintainer.trim();
+        let Some((name, rest)) = m.split_once('<') else {
+            return Some("it is not of the form `Name <address>`".into());
+        };
+        let Some(addr) = rest.strip_suffix('>') else {
+            return Some("it is not of the form `Name <address>`".into());
+        };
+        let addr = addr.to_ascii_lowercase();
+        let Some((local, domain)) = addr.split_once('@') else {
+            return Some(format!("<{addr}> is not an e-mail address"));
+        };
+        if name.trim().is_empty() || local.is_empty() || !domain.contains('.') {
+            return Some(format!("`{m}` is not `Name <user@domain>`"));
+        }
+        if addr.contains("noreply") || addr.contains("no-reply") {
+            return Some(format!("<{addr}> is a no-reply address"));
+        }
+        // Reserved for documentation and testing (RFC 2606, RFC 6761): never real mailboxes.
+        let reserved_tld = ["example", "invalid", "test", "localhost", "local"];
+        let reserved_domain = ["example.com", "example.net", "example.org"];
+        let tld = domain.rsplit('.').next().unwrap_or("");
+        if reserved_tld.contains(&tld)
+            || reserved_domain
+                .iter()
+                .any(|d| domain == *d || domain.ends_with(&format!(".{d}")))
+        {
+            return Some(format!("<{addr}> is in a domain reserved for examples"));
+        }
+        None
+    }
+
     pub fn parse(text: &str, cargo_toml: &str) -> Result<Manifest, String> {
         let f = MANIFEST;
         let t: Table = text.parse().map_err(|e| format!("{f}: {e}"))?;
@@ -145,6 +201,7 @@ impl Manifest {
                 .filter(|v| *v > 0)
                 .ok_or_else(|| format!("{f}: `package.release-epoch` must be a positive integer"))?
                 as u64,
+            dist_include: list(&t, "dist.include", f)?,
             license_spdx: s(&t, "license.spdx", f)?,
             license_file: s(&t, "license.file", f)?,
             license_pkgsrc: s(&t, "license.pkgsrc", f)?,
@@ -161,6 +218,8 @@ impl Manifest {
             pkgsrc_package: s(&t, "pkgsrc.package", f)?,
             pkgsrc_maintainer: s(&t, "pkgsrc.maintainer", f)?,
             pkgsrc_default_prefix: s(&t, "pkgsrc.default-prefix", f)?,
+            pkgsrc_sysconf_subdir: s(&t, "pkgsrc.sysconf-subdir", f)?,
+            pkgsrc_doc_dir: s(&t, "pkgsrc.doc-dir", f)?,
             pkgsrc: layout(&t, "pkgsrc", f)?,
             freebsd_category: s(&t, "freebsd.category", f)?,
             freebsd_portname: s(&t, "freebsd.portname", f)?,
@@ -172,6 +231,7 @@ impl Manifest {
             freebsd: layout(&t, "freebsd", f)?,
             homebrew_tap: s(&t, "homebrew.tap", f)?,
             homebrew_formula: s(&t, "homebrew.formula", f)?,
+            homebrew_conf_dir: s(&t, "homebrew.conf-dir", f)?,
             homebrew: layout(&t, "homebrew", f)?,
             debian_package: s(&t, "debian.package", f)?,
             debian_section: s(&t, "debian.section", f)?,
@@ -210,6 +270,14 @@ impl Manifest {
                 return Err(format!("{f}: two examples are named {base}"));
             }
         }
+        for i in &m.dist_include {
+            if i.is_empty() || i.starts_with('/') || i.contains("..") || i.contains('*') {
+                return Err(format!(
+                    "{f}: [dist].include entry {i:?} must be a plain path in the repository \
+                     (a directory ends with `/`)"
+                ));
+            }
+        }
         if !m.release_url.starts_with("https://") || !m.homepage.starts_with("https://") {
             return Err("the homepage and release-url must be https URLs".into());
         }
@@ -244,6 +312,11 @@ impl Manifest {
         basename(&self.dtrace_library)
     }
 
+    /// The LoadModule snippet's file name (pkgsrc, Homebrew): `<module name>.conf`.
+    pub fn snippet_name(&self) -> String {
+        format!("{}.conf", self.module_name)
+    }
+
     pub fn message_example_name(&self) -> &str {
         basename(&self.message_example)
     }
@@ -251,4 +324,47 @@ impl Manifest {
 
 pub fn basename(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_maintainer(maintainer: &str) -> Manifest {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut m = Manifest::load(root).unwrap();
+        m.maintainer = maintainer.to_string();
+        m
+    }
+
+    #[test]
+    fn placeholder_maintainers_are_recognised() {
+        for bad in [
+            "mod_dtprovider maintainers <mod_dtprovider@users.noreply.github.com>",
+            "Someone <no-reply@mod-dtprovider.org>",
+            "Someone <someone@example.com>",
+            "Someone <someone@mail.example.org>",
+            "Someone <someone@mod-dtprovider.invalid>",
+            "Someone <someone@host.test>",
+            "Someone <someone@localhost>",
+            "someone@mod-dtprovider.org",
+            "<someone@mod-dtprovider.org>",
+            "Someone <someone>",
+        ] {
+            assert!(
+                with_maintainer(bad).placeholder_maintainer().is_some(),
+                "{bad} is taken for a real maintainer"
+            );
+        }
+        for good in [
+            "Jane Maintainer <jane@mod-dtprovider.org>",
+            "J. Doe <jdoe@cs.example-university.edu>",
+        ] {
+            assert_eq!(
+                with_maintainer(good).placeholder_maintainer(),
+                None,
+                "{good}"
+            );
+        }
+    }
 }

@@ -173,35 +173,146 @@ fn offline_build_from_the_tarball_is_the_module() {
         );
     }
     // And Apache accepts it as a module.
-    if let Some(apache) = which("apache2") {
-        let tmp = TempDir::new("load");
-        let conf = tmp.path().join("httpd.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "ServerRoot {}\nServerName localhost\nListen 127.0.0.1:{}\nPidFile {}/pid\nErrorLog {}/error.log\n\
-                 LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n\
-                 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n\
-                 LoadModule dtprovider_module {}\n",
-                tmp.path().display(),
-                free_port(),
-                tmp.path().display(),
-                tmp.path().display(),
-                module.display()
-            ),
-        )
-        .unwrap();
-        let out = run(
-            Command::new(apache).arg("-M").arg("-f").arg(&conf),
-            "apache2 -M with the built module",
+    let tmp = TempDir::new("load");
+    let t = "offline_build_from_the_tarball_is_the_module";
+    let modules = apache_accepts(
+        t,
+        tmp.path(),
+        tmp.path(),
+        &format!("LoadModule dtprovider_module {}\n", module.display()),
+    );
+    if let Some(modules) = modules {
+        assert!(modules.contains("dtprovider_module (shared)"), "{modules}");
+    }
+}
+
+/// A private Apache configuration on loopback (ServerRoot `server_root`, its files in
+/// `dir`) with Debian's prefork MPM and `extra`: `apache2 -t` must accept it, and the modules
+/// `apache2 -M` lists are returned. None (a loud skip, a failure under CI) without apache2.
+fn apache_accepts(test: &str, dir: &Path, server_root: &Path, extra: &str) -> Option<String> {
+    if !require(
+        which("apache2").is_some(),
+        "apache2 is not installed (apt-get install apache2)",
+        test,
+    ) {
+        return None;
+    }
+    let conf = dir.join("httpd-test.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "ServerRoot {}\nServerName localhost\nListen 127.0.0.1:{}\nPidFile {d}/httpd.pid\n\
+             ErrorLog {d}/error.log\n\
+             LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n\
+             LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n{extra}",
+            server_root.display(),
+            free_port(),
+            d = dir.display(),
+        ),
+    )
+    .unwrap();
+    let t = run(
+        Command::new("apache2").arg("-t").arg("-f").arg(&conf),
+        &format!("{test}: apache2 -t"),
+    );
+    assert!(
+        String::from_utf8_lossy(&t.stderr).contains("Syntax OK"),
+        "{test}: apache2 -t: {}",
+        String::from_utf8_lossy(&t.stderr)
+    );
+    let out = run(
+        Command::new("apache2").arg("-M").arg("-f").arg(&conf),
+        &format!("{test}: apache2 -M"),
+    );
+    Some(stdout(&out))
+}
+
+/// The pkgsrc package installed (its own steps under the stub framework, with the module of
+/// the offline build), CONF_FILES applied, and the Include line its README.pkgsrc gives added
+/// to an Apache configuration: Apache accepts it and loads the module.
+#[test]
+fn pkgsrc_snippet_is_accepted_by_apache() {
+    let t = "pkgsrc_snippet_is_accepted_by_apache";
+    if !require(which("bmake").is_some(), "bmake is not installed", t) {
+        return;
+    }
+    let b = built();
+    let tmp = TempDir::new("pkgsrc-apache");
+    let (_, src) = dist_and_unpack(tmp.path());
+    std::fs::create_dir_all(src.join("target/release")).unwrap();
+    std::fs::copy(b.module(), src.join("target/release/libmod_dtprovider.so")).unwrap();
+    let prefix = tmp.path().join("pkg");
+    let (pkgdir, vars) = pkgsrc_install(tmp.path(), &src, "", &prefix.display().to_string());
+    bmake_out(&["stub-conf-files"], &pkgdir, &vars);
+    let m = manifest();
+    let doc = std::fs::read_to_string(
+        prefix.join(format!("share/doc/{}/README.pkgsrc", m.pkgsrc_package)),
+    )
+    .unwrap();
+    let include = doc
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("Include "))
+        .expect("README.pkgsrc gives the Include line");
+    let modules = apache_accepts(t, tmp.path(), &prefix, &format!("{include}\n"));
+    if let Some(modules) = modules {
+        assert!(modules.contains("dtprovider_module (shared)"), "{modules}");
+    }
+}
+
+/// The FreeBSD port staged (with the module of the offline build), its modules.d snippet put
+/// in place as `@sample` does and included the way FreeBSD's httpd.conf includes modules.d:
+/// Apache accepts it, the module is off until its LoadModule line is uncommented (as
+/// pkg-message says), and loaded after.
+#[test]
+fn freebsd_snippet_is_accepted_by_apache() {
+    let t = "freebsd_snippet_is_accepted_by_apache";
+    if !require(which("bmake").is_some(), "bmake is not installed", t) {
+        return;
+    }
+    let b = built();
+    let m = manifest();
+    let tmp = TempDir::new("port-apache");
+    let (_, src) = dist_and_unpack(tmp.path());
+    let wrk = tmp.path().join("wrk");
+    let built_at = wrk.join("target/x86_64-unknown-freebsd/release");
+    std::fs::create_dir_all(&built_at).unwrap();
+    std::fs::copy(b.module(), built_at.join("libmod_dtprovider.so")).unwrap();
+    let portdir = write_port(tmp.path(), "committed");
+    let stage = tmp.path().join("stage");
+    let mk = support("freebsd").display().to_string();
+    bmake_out(
+        &["-m", &mk, "stub-sub-files", "do-install"],
+        &portdir,
+        &[
+            format!("STAGEDIR={}", stage.display()),
+            "PREFIX=/usr/local".into(),
+            format!("WRKSRC={}", src.display()),
+            format!("WRKDIR={}", wrk.display()),
+        ],
+    );
+    let local = stage.join("usr/local");
+    let modules_d = local.join("etc/apache24/modules.d");
+    let sample = modules_d.join(render::apmod_file(&m));
+    let conf = modules_d.join(render::apmod_file(&m).trim_end_matches(".sample"));
+    std::fs::copy(&sample, &conf).unwrap(); // @sample
+    let include = "IncludeOptional etc/apache24/modules.d/[0-9][0-9][0-9]_*.conf\n";
+    if let Some(off) = apache_accepts(t, tmp.path(), &local, include) {
+        assert!(
+            !off.contains("dtprovider_module"),
+            "loaded while commented out:\n{off}"
         );
-        assert!(stdout(&out).contains("dtprovider_module (shared)"));
+    }
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, text.replace("\n#LoadModule ", "\nLoadModule ")).unwrap();
+    if let Some(on) = apache_accepts(t, tmp.path(), &local, include) {
+        assert!(on.contains("dtprovider_module (shared)"), "{on}");
     }
 }
 
 #[test]
-fn homebrew_test_block_loads_the_module_into_httpd() {
-    let t = "homebrew_test_block_loads_the_module_into_httpd";
+fn homebrew_test_block_has_httpd_accept_the_snippet() {
+    let t = "homebrew_test_block_has_httpd_accept_the_snippet";
     if !require(
         which("ruby").is_some(),
         "ruby is not installed (apt-get install ruby)",
@@ -245,7 +356,8 @@ fn homebrew_test_block_loads_the_module_into_httpd() {
             .arg(&formula)
             .arg("install")
             .arg(&b.src)
-            .arg(&keg),
+            .arg(&keg)
+            .env("HOMEBREW_PREFIX", tmp.path()),
         "formula install",
     );
     let testpath = tmp.path().join("testpath");
@@ -257,10 +369,17 @@ fn homebrew_test_block_loads_the_module_into_httpd() {
             .arg("test")
             .arg(&keg)
             .arg(&httpd)
-            .arg(&testpath),
+            .arg(&testpath)
+            .env("HOMEBREW_PREFIX", tmp.path()),
         "formula test block",
     );
+    // The block ran `httpd -t` and `httpd -M` on a configuration that includes the installed
+    // snippet (etc/httpd/extra/dtprovider.conf), and found the module.
     assert!(stdout(&out).contains("TEST PASSED"));
+    assert!(
+        tmp.path().join("etc/httpd/extra/dtprovider.conf").is_file(),
+        "the install block put the snippet under etc"
+    );
 }
 
 fn free_port() -> u16 {
@@ -717,6 +836,19 @@ fn debian_package_builds_installs_traces_and_purges() {
             .arg(&conf)
             .envs(envs.clone()),
         "apache2 -t on the private config",
+    );
+    // The package's snippet (mods-available/dtprovider.load, enabled) loads the module there.
+    let private_modules = stdout(&run(
+        Command::new("apache2")
+            .arg("-M")
+            .arg("-f")
+            .arg(&conf)
+            .envs(envs.clone()),
+        "apache2 -M on the private config",
+    ));
+    assert!(
+        private_modules.contains("dtprovider_module (shared)"),
+        "apache2 -M with mods-enabled/*.load:\n{private_modules}"
     );
     let apache = Command::new("apache2")
         .arg("-f")

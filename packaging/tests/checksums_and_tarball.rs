@@ -3,8 +3,9 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
+use std::process::Command;
 
 use common::*;
 use packaging::crates::{self, digests};
@@ -67,8 +68,115 @@ fn every_registry_crate_of_cargo_lock_is_listed_and_nothing_else() {
     );
 }
 
-/// (file name in distinfo) -> bytes of the real file.
-fn real_distfiles() -> BTreeMap<String, Vec<u8>> {
+/// `name-version` of every registry crate `cargo build --release` of the module compiles, on
+/// any target: `cargo tree -e normal,build -p mod_dtprovider --target all`.
+fn module_build_crates() -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = run(
+        Command::new(cargo)
+            .args([
+                "tree",
+                "--locked",
+                "-e",
+                "normal,build",
+                "-p",
+                "mod_dtprovider",
+            ])
+            .args(["--target", "all", "--prefix", "none", "--manifest-path"])
+            .arg(root().join("Cargo.toml")),
+        "cargo tree",
+    );
+    stdout(&out)
+        .lines()
+        .filter(|l| !l.contains(" (/")) // path packages: the module itself
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, v) = (w.next()?, w.next()?.strip_prefix('v')?);
+            Some(format!("{name}-{v}"))
+        })
+        .collect()
+}
+
+/// The `[dependencies]` of a crate's own Cargo.toml (read from its `.crate`) that are optional.
+fn optional_deps_of(c: &crates::LockedCrate) -> BTreeSet<String> {
+    let file = crates::find_cached(c)
+        .unwrap()
+        .expect("the .crate is in cargo's cache");
+    let gz = std::fs::read(file).unwrap();
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(gz.as_slice()));
+    let want = format!("{}/Cargo.toml", c.id());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().to_string_lossy() == want {
+            let mut text = String::new();
+            e.read_to_string(&mut text).unwrap();
+            let t: toml::Table = text.parse().unwrap();
+            let Some(deps) = t.get("dependencies").and_then(|d| d.as_table()) else {
+                return BTreeSet::new();
+            };
+            return deps
+                .iter()
+                .filter(|(_, v)| v.get("optional").and_then(|o| o.as_bool()) == Some(true))
+                .map(|(k, v)| {
+                    v.get("package")
+                        .and_then(|p| p.as_str())
+                        .unwrap_or(k)
+                        .to_string()
+                })
+                .collect();
+        }
+    }
+    panic!("{} has no Cargo.toml", c.file_name());
+}
+
+/// The module's Cargo.lock, which the tarball ships and the recipes vendor, holds the crates
+/// the module's build compiles, and otherwise only optional dependencies of those crates that
+/// cargo's resolver keeps in the lockfile (a weak `dep?/feature` reference) and needs to read
+/// to load it, but never compiles. No crate of the packaging or benchmark tools, and no
+/// dev-dependency of the module that its build does not need.
+#[test]
+fn module_lockfile_holds_only_what_the_module_build_needs() {
+    let built = module_build_crates();
+    assert!(built.len() > 10, "cargo tree found {built:?}");
+    let locked = crates::parse_lock(&read("Cargo.lock")).unwrap();
+    let ids: BTreeSet<String> = locked.iter().map(|c| c.id()).collect();
+    let not_locked: Vec<&String> = built.difference(&ids).collect();
+    assert!(
+        not_locked.is_empty(),
+        "built but not in Cargo.lock: {not_locked:?}"
+    );
+    for extra in ids.difference(&built) {
+        let name = extra.rsplit_once('-').unwrap().0;
+        let users: Vec<&crates::LockedCrate> = locked
+            .iter()
+            .filter(|c| built.contains(&c.id()) && optional_deps_of(c).contains(name))
+            .collect();
+        assert!(
+            !users.is_empty(),
+            "Cargo.lock holds {extra}, which the module's build never compiles and no crate it \
+             compiles names as an optional dependency: a dev-dependency, or a tool crate in the \
+             module's workspace? (the tools have workspaces of their own)"
+        );
+    }
+    // The packaging and benchmark tools are not in the module's lockfile at all.
+    let lock = read("Cargo.lock");
+    for tool in ["packaging", "bench"] {
+        assert!(
+            !lock.contains(&format!("name = \"{tool}\"\n")),
+            "Cargo.lock lists the {tool} crate: it belongs to its own workspace"
+        );
+    }
+    for ws in ["packaging/Cargo.toml", "bench/Cargo.toml"] {
+        let t: toml::Table = read(ws).parse().unwrap();
+        assert!(
+            t.contains_key("workspace"),
+            "{ws} is not a workspace of its own"
+        );
+    }
+}
+
+/// (file name in distinfo) -> bytes of the real file: every crate, and the tarball if given.
+fn real_distfiles(tarball: Option<&[u8]>) -> BTreeMap<String, Vec<u8>> {
     let g = generated();
     let mut m = BTreeMap::new();
     for (c, path, _) in &g.crates {
@@ -81,18 +189,20 @@ fn real_distfiles() -> BTreeMap<String, Vec<u8>> {
         );
         m.insert(c.file_name(), data);
     }
-    m.insert(manifest().tarball_name(), g.tarball.clone());
+    if let Some(t) = tarball {
+        m.insert(manifest().tarball_name(), t.to_vec());
+    }
     m
 }
 
 fn check_lines(what: &str, lines: &[(String, String, String)], files: &BTreeMap<String, Vec<u8>>) {
     // (algorithm, file, value)
-    let mut seen = std::collections::BTreeSet::new();
+    let mut seen = BTreeSet::new();
     for (alg, file, value) in lines {
         let base = file.strip_prefix("rust/crates/").unwrap_or(file);
         let data = files
             .get(base)
-            .unwrap_or_else(|| panic!("{what}: {file} is not a distfile of this release"));
+            .unwrap_or_else(|| panic!("{what}: {file} is not a distfile of this version"));
         let d = digests(data);
         let want = match alg.as_str() {
             "BLAKE2s" => d.blake2s,
@@ -108,11 +218,8 @@ fn check_lines(what: &str, lines: &[(String, String, String)], files: &BTreeMap<
         );
         seen.insert(base.to_string());
     }
-    let all: std::collections::BTreeSet<String> = files.keys().cloned().collect();
-    assert_eq!(
-        seen, all,
-        "{what} must list exactly the tarball and every crate"
-    );
+    let all: BTreeSet<String> = files.keys().cloned().collect();
+    assert_eq!(seen, all, "{what} must list exactly these distfiles");
 }
 
 fn parse_distinfo(text: &str) -> Vec<(String, String, String)> {
@@ -125,41 +232,72 @@ fn parse_distinfo(text: &str) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The tarball each state's distinfo must list: none while unreleased (the committed recipes
+/// of an unreleased version), the recorded release's (committed, released), or the work
+/// tree's tarball (the "as released" rendering).
+fn tarball_of_state(state: &str) -> Option<Vec<u8>> {
+    match (state, &generated().release) {
+        ("committed", None) => None,
+        ("committed", Some(r)) => {
+            let t = packaging::tree::Tree::Commit {
+                root: root(),
+                rev: r.commit.clone(),
+            };
+            let m = packaging::manifest::Manifest::load_tree(&t).unwrap();
+            Some(dist::tarball(&t, &m).unwrap())
+        }
+        _ => Some(released().1.clone()),
+    }
+}
+
 #[test]
 fn pkgsrc_distinfo_verifies_against_the_real_files() {
-    let files = real_distfiles();
-    let di = read(&format!("{}/distinfo", render::pkgsrc_dir(&manifest())));
-    let lines = parse_distinfo(&di);
-    assert_eq!(lines.len(), files.len() * 3);
-    check_lines("pkgsrc distinfo", &lines, &files);
+    let rel = format!("{}/distinfo", render::pkgsrc_dir(&manifest()));
+    for (state, di) in both_states(&rel) {
+        let files = real_distfiles(tarball_of_state(state).as_deref());
+        let lines = parse_distinfo(&di);
+        assert_eq!(lines.len(), files.len() * 3, "{state}");
+        check_lines(&format!("pkgsrc distinfo ({state})"), &lines, &files);
+    }
 }
 
 #[test]
 fn freebsd_distinfo_verifies_against_the_real_files() {
-    let files = real_distfiles();
-    let di = read(&format!("{}/distinfo", render::freebsd_dir(&manifest())));
-    let lines = parse_distinfo(&di);
-    assert_eq!(lines.len(), files.len() * 2);
-    check_lines("FreeBSD distinfo", &lines, &files);
-    assert_eq!(
-        di.lines().next().unwrap(),
-        format!("TIMESTAMP = {}", manifest().release_epoch)
-    );
+    let rel = format!("{}/distinfo", render::freebsd_dir(&manifest()));
+    for (state, di) in both_states(&rel) {
+        let files = real_distfiles(tarball_of_state(state).as_deref());
+        let lines = parse_distinfo(&di);
+        assert_eq!(lines.len(), files.len() * 2, "{state}");
+        check_lines(&format!("FreeBSD distinfo ({state})"), &lines, &files);
+        assert_eq!(
+            di.lines().next().unwrap(),
+            format!("TIMESTAMP = {}", manifest().release_epoch)
+        );
+    }
 }
 
 #[test]
 fn homebrew_sha256_verifies_against_the_tarball() {
-    let f = read(&render::formula_path(&manifest()));
-    let line = f
-        .lines()
-        .find(|l| l.trim_start().starts_with("sha256 \""))
-        .unwrap();
-    let sha = line.split('"').nth(1).unwrap();
-    assert_eq!(sha, crates::sha256_hex(&generated().tarball));
+    for (state, f) in both_states(&render::formula_path(&manifest())) {
+        let sha = f
+            .lines()
+            .find(|l| l.trim_start().starts_with("sha256 \""))
+            .map(|l| l.split('"').nth(1).unwrap().to_string());
+        match tarball_of_state(state) {
+            Some(t) => assert_eq!(sha, Some(crates::sha256_hex(&t)), "{state}"),
+            None => {
+                assert_eq!(sha, None, "an unreleased formula has no sha256");
+                assert!(
+                    f.contains(&format!("\n  {}\n", render::UNRELEASED_SHA256)),
+                    "the unreleased formula says why it has no sha256:\n{f}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
-fn dist_is_reproducible_and_matches_the_recipes() {
+fn dist_is_reproducible() {
     let tmp = TempDir::new("dist");
     let (a, _) = dist_and_unpack(tmp.path());
     let first = std::fs::read(&a).unwrap();
@@ -167,16 +305,13 @@ fn dist_is_reproducible_and_matches_the_recipes() {
     let (b, _) = dist_and_unpack(tmp.path());
     let second = std::fs::read(&b).unwrap();
     assert!(first == second, "two `dist` runs gave different bytes");
-    assert_eq!(first, generated().tarball, "`dist` and `generate` disagree");
-    // And the checksum the recipes carry is this tarball's.
-    let di = read(&format!("{}/distinfo", render::freebsd_dir(&manifest())));
-    assert!(di.contains(&crates::sha256_hex(&first)));
+    assert!(first == released().1, "`dist` and the library disagree");
 }
 
 #[test]
-fn dist_tarball_is_sorted_fixed_clean_and_complete() {
+fn dist_tarball_is_sorted_fixed_clean_and_exactly_the_include_list() {
     let m = manifest();
-    let gz = generated().tarball.clone();
+    let gz = released().1.clone();
     let mut tar_bytes = Vec::new();
     flate2::read::GzDecoder::new(gz.as_slice())
         .read_to_end(&mut tar_bytes)
@@ -202,13 +337,16 @@ fn dist_tarball_is_sorted_fixed_clean_and_complete() {
         for bad in [
             "target/",
             ".git/",
+            ".ci/",
             "pkgsrc/",
             "freebsd-port/",
-            "packaging/homebrew/",
+            "packaging/",
+            "bench/",
+            "docs/",
         ] {
             assert!(
                 !rel.starts_with(bad),
-                "{p}: build output, VCS data or a recipe in the tarball"
+                "{p}: build output, VCS data, a recipe or a tool in the tarball"
             );
         }
         if h.entry_type().is_file() {
@@ -220,25 +358,64 @@ fn dist_tarball_is_sorted_fixed_clean_and_complete() {
     sorted.sort();
     assert_eq!(paths, sorted, "tarball entries are sorted");
 
-    // Exactly what git tracks, minus the recipe directories.
-    let mut want: Vec<String> = dist::tracked_files(&root())
-        .unwrap()
+    // Exactly the tracked files that [dist].include names.
+    let mut want: Vec<String> = git_ls_files()
         .into_iter()
-        .map(|f| f.path)
-        .filter(|p| !dist::is_excluded(p))
+        .filter(|p| dist::is_included(&m, p))
         .collect();
-    for p in generated().files.keys() {
-        if !dist::is_excluded(p) && !want.contains(p) {
-            want.push(p.clone());
-        }
-    }
     want.sort();
     files.sort();
-    assert_eq!(
-        files, want,
-        "tarball files vs `git ls-files` minus the recipes"
-    );
+    assert_eq!(files, want, "tarball files vs [dist].include");
     for needed in ["Cargo.toml", "Cargo.lock", "build.rs", "LICENSE", "httpd.d"] {
         assert!(files.iter().any(|f| f == needed), "tarball lacks {needed}");
     }
+    assert!(
+        !files
+            .iter()
+            .any(|f| f == "BENCHMARKS.md" || f == ".gitignore"),
+        "only what building, installing and testing the module needs"
+    );
+}
+
+fn git_ls_files() -> Vec<String> {
+    stdout(&run(
+        Command::new("git").arg("-C").arg(root()).arg("ls-files"),
+        "git ls-files",
+    ))
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// The tarball is complete for the module's build and tests: no file they name (a tracked
+/// path written in build.rs, src/, tests/ or demo/) is left out of it.
+#[test]
+fn files_the_build_and_tests_name_are_in_the_tarball() {
+    let m = manifest();
+    let tracked = git_ls_files();
+    let (inside, outside): (Vec<&String>, Vec<&String>) =
+        tracked.iter().partition(|p| dist::is_included(&m, p));
+    let code: Vec<&&String> = inside
+        .iter()
+        .filter(|p| {
+            p.as_str() == "build.rs" || ["src/", "tests/", "demo/"].iter().any(|d| p.starts_with(d))
+        })
+        .collect();
+    assert!(code.len() > 5, "{code:?}");
+    let mut missing = Vec::new();
+    for f in &code {
+        let Ok(text) = std::fs::read_to_string(root().join(f)) else {
+            continue;
+        };
+        for o in &outside {
+            if text.contains(o.as_str()) {
+                missing.push(format!("{f} names {o}"));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the module's build or tests name files that the tarball ([dist].include of \
+         packaging/package.toml) leaves out: {missing:?}"
+    );
 }

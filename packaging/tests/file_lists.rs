@@ -38,7 +38,9 @@ fn expected() -> BTreeSet<(Kind, String)> {
 /// (packaging-conventions.md §6), not by the manifest.
 fn classify(path: &str, dirs: [&str; 3]) -> (Kind, String) {
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-    let kind = if dir == dirs[0] {
+    let kind = if name.ends_with(".conf") {
+        Kind::Extra(path.to_string()) // a LoadModule snippet
+    } else if dir == dirs[0] {
         Kind::Module
     } else if dir == dirs[1] {
         Kind::DLibrary
@@ -177,14 +179,27 @@ fn all_recipes_list_the_same_files() {
     let want = expected();
     type Case = (&'static str, Vec<String>, [&'static str; 3], Vec<String>);
     let cases: Vec<Case> = vec![
-        ("pkgsrc PLIST", pkgsrc_list(), PKGSRC_DIRS, vec![]),
+        (
+            "pkgsrc PLIST",
+            pkgsrc_list(),
+            PKGSRC_DIRS,
+            vec![
+                "share/doc/${PKGBASE}/README.pkgsrc".into(),
+                "share/examples/${PKGBASE}/dtprovider.conf".into(),
+            ],
+        ),
         (
             "FreeBSD pkg-plist",
             freebsd_list(),
             FREEBSD_DIRS,
             vec!["%%APACHEETCDIR%%/modules.d/%%APMOD_FILE%%".into()],
         ),
-        ("Homebrew install block", formula_list(), BREW_DIRS, vec![]),
+        (
+            "Homebrew install block",
+            formula_list(),
+            BREW_DIRS,
+            vec!["etc/httpd/extra/dtprovider.conf".into()],
+        ),
         (
             "deb assets",
             deb_list(),
@@ -208,33 +223,6 @@ fn all_recipes_list_the_same_files() {
 
 // ------------------------------------------------------------------------------ staging
 
-const PKGSRC_CARGO_MK: &str = "# stub of lang/rust/cargo.mk: nothing the install steps need\n";
-const PKGSRC_APACHE_MK: &str =
-    "# stub of mk/apache.mk (apache24 chosen)\nAPACHE_PKG_PREFIX=\tap24\n";
-const PKGSRC_BSD_PKG_MK: &str = r#"# stub of mk/bsd.pkg.mk: the variables and targets do-install relies on
-PKGBASE=	${PKGNAME:C/-[^-]*$//}
-PKGVERSION_NOREV=	${DISTNAME:C/^.*-//}
-INSTALL_LIB=	install -m 755
-INSTALL_DATA=	install -m 644
-stub-install: stub-installation-dirs do-install
-stub-installation-dirs:
-.for d in ${INSTALLATION_DIRS}
-	mkdir -p ${DESTDIR}${PREFIX}/${d}
-.endfor
-"#;
-
-fn bmake_out(args: &[&str], dir: &Path, extra: &[String]) -> String {
-    let out = run(
-        Command::new("bmake")
-            .args(args)
-            .arg("-C")
-            .arg(dir)
-            .args(extra),
-        "bmake",
-    );
-    stdout(&out)
-}
-
 fn fake_module(src: &Path, rel: &str) {
     let p = src.join(rel);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
@@ -255,36 +243,9 @@ fn pkgsrc_install_stages_exactly_the_plist() {
     let (_, src) = dist_and_unpack(tmp.path());
     fake_module(&src, "target/release/libmod_dtprovider.so");
 
-    let tree = tmp.path().join("pkgsrc");
-    let pkgdir = tree.join(format!("{}/{}", m.pkgsrc_category, m.pkgsrc_directory));
-    std::fs::create_dir_all(&pkgdir).unwrap();
-    for f in [
-        "Makefile",
-        "cargo-depends.mk",
-        "PLIST",
-        "MESSAGE",
-        "DESCR",
-        "distinfo",
-    ] {
-        std::fs::copy(root().join(render::pkgsrc_dir(&m)).join(f), pkgdir.join(f)).unwrap();
-    }
-    for (p, c) in [
-        ("lang/rust/cargo.mk", PKGSRC_CARGO_MK),
-        ("mk/apache.mk", PKGSRC_APACHE_MK),
-        ("mk/bsd.pkg.mk", PKGSRC_BSD_PKG_MK),
-    ] {
-        std::fs::create_dir_all(tree.join(p).parent().unwrap()).unwrap();
-        std::fs::write(tree.join(p), c).unwrap();
-    }
     let stage = tmp.path().join("stage");
     let prefix = "/opt/local";
-    let vars = vec![
-        format!("DESTDIR={}", stage.display()),
-        format!("PREFIX={prefix}"),
-        format!("WRKSRC={}", src.display()),
-        "OPSYS=Linux".to_string(),
-    ];
-    bmake_out(&["stub-install"], &pkgdir, &vars);
+    let (pkgdir, vars) = pkgsrc_install(tmp.path(), &src, &stage.display().to_string(), prefix);
 
     let pkgbase = bmake_out(&["-v", "PKGBASE"], &pkgdir, &vars)
         .trim()
@@ -298,7 +259,7 @@ fn pkgsrc_install_stages_exactly_the_plist() {
         "cargo's artifact on Darwin is a .dylib"
     );
     assert!(
-        bmake_out(&["-v", "CARGO_CRATE_DEPENDS"], &pkgdir, &vars).contains("toml-"),
+        bmake_out(&["-v", "CARGO_CRATE_DEPENDS"], &pkgdir, &vars).contains("libc-"),
         "cargo-depends.mk is included"
     );
 
@@ -315,15 +276,20 @@ fn pkgsrc_install_stages_exactly_the_plist() {
         "the module comes from target/release"
     );
 
-    // MESSAGE as pkgsrc substitutes it: the example it shows is installed.
-    let msg = read(&format!("{}/MESSAGE", render::pkgsrc_dir(&m)))
-        .replace("${PREFIX}", prefix)
-        .replace("${PKGBASE}", &pkgbase);
-    let shown = msg.lines().find(|l| l.contains("dtrace -L")).unwrap();
+    // README.pkgsrc with its paths filled in: every path it shows is installed, and the
+    // Include line it gives names the file CONF_FILES copies the snippet to.
+    let doc =
+        std::fs::read_to_string(stage.join(format!("opt/local/share/doc/{pkgbase}/README.pkgsrc")))
+            .unwrap();
+    assert!(
+        !doc.contains('@'),
+        "unsubstituted variable in README.pkgsrc:\n{doc}"
+    );
+    let shown = doc.lines().find(|l| l.contains("dtrace -L")).unwrap();
     let example = shown.split_whitespace().last().unwrap();
     assert!(
         stage.join(example.trim_start_matches('/')).is_file(),
-        "MESSAGE shows {example}, which is not installed"
+        "README.pkgsrc shows {example}, which is not installed"
     );
     let l = shown.split_whitespace().nth(2).unwrap();
     assert!(
@@ -333,28 +299,41 @@ fn pkgsrc_install_stages_exactly_the_plist() {
             .is_file(),
         "-L {l} has no httpd.d"
     );
-}
+    let include = doc
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Include "))
+        .expect("README.pkgsrc gives the Include line");
+    assert_eq!(include, "/opt/local/etc/httpd/dtprovider.conf");
+    let example_conf = stage.join(format!(
+        "opt/local/share/examples/{pkgbase}/dtprovider.conf"
+    ));
+    let snippet = std::fs::read_to_string(&example_conf).unwrap();
+    assert!(
+        !snippet.contains('@'),
+        "unsubstituted variable in the snippet:\n{snippet}"
+    );
+    assert!(
+        snippet
+            .lines()
+            .any(|l| l == "LoadModule dtprovider_module /opt/local/lib/httpd/mod_dtprovider.so"),
+        "{snippet}"
+    );
+    assert!(
+        snippet.contains(&format!("#   Include {include}\n")),
+        "{snippet}"
+    );
 
-const FREEBSD_BSD_PORT_MK: &str = r#"# stub of Mk/bsd.port.mk with USES=apache:2.4+ cargo: what the install steps rely on
-APACHEMODDIR=	libexec/apache24
-APACHEETCDIR=	etc/apache24
-APACHE_PKGNAMEPREFIX=	ap24-
-PKGNAME=	${PKGNAMEPREFIX}${PORTNAME}-${DISTVERSION}
-EXAMPLESDIR=	${PREFIX}/share/examples/${PORTNAME}
-FILESDIR=	${.CURDIR}/files
-MKDIR=	mkdir -p
-INSTALL_LIB=	install -m 755
-INSTALL_DATA=	install -m 644
-CARGO_TARGET_DIR=	${WRKDIR}/target
-CARGO_BUILD_TARGET=	x86_64-unknown-freebsd
-SUB_LIST+=	PREFIX=${PREFIX} EXAMPLESDIR=${EXAMPLESDIR} APACHEMODDIR=${APACHEMODDIR} APACHEETCDIR=${APACHEETCDIR}
-_SUB_SED=	${SUB_LIST:S/$/!g/:S/^/ -e s!%%/:S/=/%%!/}
-stub-sub-files:
-	mkdir -p ${WRKDIR}
-.for f in ${SUB_FILES}
-	sed ${_SUB_SED} ${FILESDIR}/${f}.in > ${WRKDIR}/${f}
-.endfor
-"#;
+    // CONF_FILES, as pkginstall applies it: copied once, then left as the admin made it.
+    bmake_out(&["stub-conf-files"], &pkgdir, &vars);
+    let conf = stage.join(include.trim_start_matches('/'));
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), snippet);
+    std::fs::write(&conf, "# edited by the admin\n").unwrap();
+    bmake_out(&["stub-conf-files"], &pkgdir, &vars);
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "# edited by the admin\n"
+    );
+}
 
 #[test]
 fn freebsd_install_stages_exactly_the_pkg_plist() {
@@ -374,10 +353,7 @@ fn freebsd_install_stages_exactly_the_pkg_plist() {
         "target/x86_64-unknown-freebsd/release/libmod_dtprovider.so",
     );
 
-    let mk = tmp.path().join("mk");
-    std::fs::create_dir_all(&mk).unwrap();
-    std::fs::write(mk.join("bsd.port.mk"), FREEBSD_BSD_PORT_MK).unwrap();
-    std::fs::write(mk.join("sys.mk"), "# stub: no system rules needed\n").unwrap();
+    let mk = support("freebsd");
     let portdir = tmp
         .path()
         .join("ports")
@@ -503,15 +479,17 @@ fn homebrew_install_block_stages_exactly_its_files() {
             .arg(root().join(render::formula_path(&m)))
             .arg("install")
             .arg(&src)
-            .arg(&keg),
+            .arg(&keg)
+            .env("HOMEBREW_PREFIX", tmp.path()),
         "formula install under the stub",
     );
     let text = stdout(&out);
-    let staged: Vec<String> = text
+    let mut staged: Vec<String> = text
         .lines()
         .filter_map(|l| l.strip_prefix("FILE "))
         .map(str::to_string)
         .collect();
+    staged.sort();
     let mut want = formula_list();
     want.sort();
     assert_eq!(
@@ -520,7 +498,12 @@ fn homebrew_install_block_stages_exactly_its_files() {
     );
     let (common, extra) = split(staged.iter().map(|p| classify(p, BREW_DIRS)).collect());
     assert_eq!(common, expected());
-    assert!(extra.is_empty(), "{extra:?}");
+    let snippet = format!("etc/{}/{}", m.homebrew_conf_dir, m.snippet_name());
+    assert_eq!(
+        extra,
+        [snippet.clone()].into(),
+        "only the LoadModule snippet besides"
+    );
     assert!(
         text.contains("SYSTEM cargo build --lib --release --locked"),
         "{text}"
@@ -552,4 +535,35 @@ fn homebrew_install_block_stages_exactly_its_files() {
         Path::new(example).is_file(),
         "caveats show {example}, not installed"
     );
+    // They name the snippet, which loads the installed module.
+    let conf = tmp.path().join(&snippet);
+    assert!(
+        cav.contains(&format!("Include {}\n", conf.display())),
+        "the caveats give the Include line of {}:\n{cav}",
+        conf.display()
+    );
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.lines().any(|l| l
+            == format!(
+                "LoadModule dtprovider_module {}/lib/httpd/modules/mod_dtprovider.so",
+                keg.display()
+            )),
+        "{text}"
+    );
+
+    // A second install (an upgrade) keeps the snippet the user edited, as Homebrew's etc does.
+    std::fs::write(&conf, "# edited\n").unwrap();
+    run(
+        Command::new("ruby")
+            .arg(&stub)
+            .arg(root().join(render::formula_path(&m)))
+            .arg("install")
+            .arg(&src)
+            .arg(&keg)
+            .env("HOMEBREW_PREFIX", tmp.path()),
+        "formula install again",
+    );
+    assert_eq!(std::fs::read_to_string(&conf).unwrap(), "# edited\n");
+    assert!(Path::new(&format!("{}.default", conf.display())).is_file());
 }

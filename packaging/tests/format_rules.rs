@@ -174,6 +174,39 @@ fn pkglint_apache_module_framework() {
     assert_eq!(v["CATEGORIES"], "www");
 }
 
+/// pkglint: "Setting variable PKG_APACHE_ACCEPTED should have a rationale." A restriction to
+/// some Apache versions says why, in a comment on the line or directly above it.
+#[test]
+fn pkglint_pkg_apache_accepted_has_a_rationale() {
+    let mk = pkgsrc("Makefile");
+    let lines: Vec<&str> = mk.lines().collect();
+    for (i, l) in lines.iter().enumerate() {
+        if !l.starts_with("PKG_APACHE_ACCEPTED") {
+            continue;
+        }
+        let trailing = l.contains('#');
+        let above = i > 0 && lines[i - 1].starts_with("# ") && lines[i - 1].len() > 10;
+        assert!(
+            trailing || above,
+            "Makefile:{}: `{l}` has no rationale (a comment on the line or directly above)",
+            i + 1
+        );
+    }
+}
+
+/// pkglint: "Use PREFIX instead of LOCALBASE." The package's own build finds its tools under
+/// PREFIX (where pkgsrc installs the build dependencies too).
+#[test]
+fn pkglint_prefix_instead_of_localbase() {
+    for (i, l) in pkgsrc("Makefile").lines().enumerate() {
+        assert!(
+            !l.contains("LOCALBASE"),
+            "Makefile:{}: `{l}`: use PREFIX instead of LOCALBASE",
+            i + 1
+        );
+    }
+}
+
 #[test]
 fn pkglint_include_order() {
     let mk = pkgsrc("Makefile");
@@ -256,21 +289,26 @@ fn pkglint_plist_sorted_relative_with_pkgbase() {
 
 #[test]
 fn pkglint_distinfo_layout() {
-    let di = pkgsrc("distinfo");
+    for (state, di) in both_states(&format!("{}/distinfo", render::pkgsrc_dir(&manifest()))) {
+        pkgsrc_distinfo_layout(state, &di);
+    }
+}
+
+fn pkgsrc_distinfo_layout(state: &str, di: &str) {
     let lines: Vec<&str> = di.lines().collect();
     assert_eq!(
         &lines[..2],
         ["$NetBSD$", ""],
-        "distinfo starts with $NetBSD$ and a blank line"
+        "{state}: distinfo starts with $NetBSD$ and a blank line"
     );
     let body = &lines[2..];
-    assert_eq!(body.len() % 3, 0, "three lines per distfile");
+    assert_eq!(body.len() % 3, 0, "{state}: three lines per distfile");
     let mut names = Vec::new();
     for chunk in body.chunks(3) {
         let name = chunk[0]
             .strip_prefix("BLAKE2s (")
             .and_then(|r| r.split_once(") = "))
-            .unwrap_or_else(|| panic!("expected BLAKE2s line, got {:?}", chunk[0]))
+            .unwrap_or_else(|| panic!("{state}: expected BLAKE2s line, got {:?}", chunk[0]))
             .0;
         let b = chunk[0].rsplit(" = ").next().unwrap();
         assert!(
@@ -297,20 +335,75 @@ fn pkglint_distinfo_layout() {
     }
     let mut sorted = names.clone();
     sorted.sort();
-    assert_eq!(names, sorted, "distinfo entries sorted by file name");
+    assert_eq!(
+        names, sorted,
+        "{state}: distinfo entries sorted by file name"
+    );
+    let tarball = manifest().tarball_name();
+    assert_eq!(
+        names.contains(&tarball),
+        state == "as released" || generated().release.is_some(),
+        "{state}: distinfo lists {tarball} exactly when the version is released"
+    );
 }
 
+/// pkglint 23.16.0 and later: "MESSAGE: MESSAGE files are obsolete." (an ERROR). What the
+/// message said (the line to add to httpd.conf, how to run dtrace with -L) is in a README
+/// that the package installs under share/doc/${PKGBASE}.
 #[test]
-fn pkglint_message_format() {
-    let msg = pkgsrc("MESSAGE");
-    let lines: Vec<&str> = msg.lines().collect();
-    let bar = "=".repeat(75);
-    assert_eq!(lines[0], bar);
-    assert_eq!(lines[1], "$NetBSD$");
-    assert_eq!(lines[2], "");
-    assert_eq!(*lines.last().unwrap(), bar);
-    assert!(msg.contains("LoadModule dtprovider_module lib/httpd/mod_dtprovider.so"));
-    assert!(msg.contains("dtrace -L ${PREFIX}/lib/dtrace -s ${PREFIX}/share/examples/${PKGBASE}/"));
+fn pkglint_message_files_are_obsolete() {
+    let m = manifest();
+    let dir = render::pkgsrc_dir(&m);
+    assert!(
+        !root().join(&dir).join("MESSAGE").exists()
+            && !generated().files.contains_key(&format!("{dir}/MESSAGE")),
+        "{dir}/MESSAGE: MESSAGE files are obsolete (pkglint 23.16.0)"
+    );
+    assert!(
+        pkgsrc("PLIST")
+            .lines()
+            .any(|l| l == "share/doc/${PKGBASE}/README.pkgsrc"),
+        "the hints are installed as share/doc/${{PKGBASE}}/README.pkgsrc"
+    );
+    let readme = pkgsrc("files/README.pkgsrc");
+    for want in [
+        "Include @PKG_SYSCONFDIR@/dtprovider.conf",
+        "LoadModule dtprovider_module @PREFIX@/lib/httpd/mod_dtprovider.so",
+        "dtrace -L @PREFIX@/lib/dtrace -s @PREFIX@/share/examples/@PKGBASE@/",
+    ] {
+        assert!(
+            readme.contains(want),
+            "README.pkgsrc lacks `{want}`:\n{readme}"
+        );
+    }
+}
+
+/// The LoadModule snippet goes the pkginstall way (as www/roundcube's Apache snippet): the
+/// package installs it as an example, CONF_FILES copies it next to httpd.conf (Apache's own
+/// PKG_SYSCONFSUBDIR) on install and leaves an existing copy alone.
+#[test]
+fn pkglint_snippet_via_conf_files() {
+    let v = make_vars(&pkgsrc("Makefile"));
+    assert_eq!(
+        v["PKG_SYSCONFSUBDIR"], "httpd",
+        "next to Apache's httpd.conf"
+    );
+    assert_eq!(v["EGDIR"], "${PREFIX}/share/examples/${PKGBASE}");
+    assert_eq!(
+        v["CONF_FILES"],
+        "${EGDIR}/dtprovider.conf ${PKG_SYSCONFDIR}/dtprovider.conf"
+    );
+    let plist = pkgsrc("PLIST");
+    assert!(
+        plist
+            .lines()
+            .any(|l| l == "share/examples/${PKGBASE}/dtprovider.conf")
+    );
+    assert!(
+        !plist.lines().any(|l| l.starts_with("etc/")),
+        "the configuration file itself is not in the PLIST (pkginstall owns it)"
+    );
+    assert_eq!(v["SUBST_FILES.paths"], "dtprovider.conf README.pkgsrc");
 }
 
 #[test]
@@ -325,7 +418,12 @@ fn pkglint_descr_plain_text_short_lines() {
 
 #[test]
 fn pkglint_no_hardcoded_prefix() {
-    for f in ["Makefile", "PLIST", "MESSAGE"] {
+    for f in [
+        "Makefile",
+        "PLIST",
+        "files/README.pkgsrc",
+        "files/dtprovider.conf",
+    ] {
         let t = pkgsrc(f);
         for bad in ["/opt/local", "/usr/pkg", "/usr/local", "/opt/pkg"] {
             assert!(!t.contains(bad), "{f} hard-codes {bad}; use ${{PREFIX}}");
@@ -360,6 +458,7 @@ fn portlint_header_variable_order() {
         "CATEGORIES",
         "MASTER_SITES",
         "PKGNAMEPREFIX",
+        "DISTFILES",
         "MAINTAINER",
         "COMMENT",
         "WWW",
@@ -497,7 +596,12 @@ fn portlint_apache_and_cargo_framework() {
 
 #[test]
 fn portlint_distinfo_timestamp_sha256_size() {
-    let di = port("distinfo");
+    for (state, di) in both_states(&format!("{}/distinfo", render::freebsd_dir(&manifest()))) {
+        freebsd_distinfo_layout(state, &di);
+    }
+}
+
+fn freebsd_distinfo_layout(state: &str, di: &str) {
     let lines: Vec<&str> = di.lines().collect();
     let ts = lines[0]
         .strip_prefix("TIMESTAMP = ")
@@ -527,10 +631,74 @@ fn portlint_distinfo_timestamp_sha256_size() {
             );
         }
     }
-    assert!(
+    let released = state == "as released" || generated().release.is_some();
+    assert_eq!(
         body[0].starts_with(&format!("SHA256 ({}) = ", manifest().tarball_name())),
-        "the distfile comes first"
+        released,
+        "{state}: the release tarball comes first, exactly when the version is released"
     );
+    assert_eq!(
+        body.iter()
+            .filter(|l| l.starts_with("SHA256 (rust/crates/"))
+            .count(),
+        generated().crates.len(),
+        "{state}: every crate"
+    );
+}
+
+/// With USES=cargo the framework appends the crates to DISTFILES, so bsd.port.mk's default
+/// `DISTFILES?= ${DISTNAME}${EXTRACT_SUFX}` never applies: a port with its own tarball on a
+/// plain MASTER_SITES must name it in DISTFILES itself, or it is neither fetched nor extracted
+/// (found by evaluating the port with the real bsd.port.mk). Evaluated here with bmake and the
+/// framework stub, which models exactly that; and every file the framework fetches must have
+/// its checksums in distinfo (portlint's checkdistinfo) once the version is released.
+#[test]
+fn portlint_main_distfile_is_fetched_with_uses_cargo() {
+    if !require(
+        which("bmake").is_some(),
+        "bmake is not installed (apt-get install bmake)",
+        "portlint_main_distfile_is_fetched_with_uses_cargo",
+    ) {
+        return;
+    }
+    let m = manifest();
+    let tarball = m.tarball_name();
+    let crates: Vec<String> = generated()
+        .crates
+        .iter()
+        .map(|(c, _, _)| format!("rust/crates/{}", c.file_name()))
+        .collect();
+    for state in ["committed", "as released"] {
+        let tmp = TempDir::new("allfiles");
+        let dir = write_port(tmp.path(), state);
+        let mk = support("freebsd").display().to_string();
+        let all = bmake_out(&["-m", &mk, "-v", "ALLFILES"], &dir, &[]);
+        let all: Vec<&str> = all.split_whitespace().collect();
+        assert!(
+            all.contains(&tarball.as_str()),
+            "{state}: the framework would not fetch {tarball}: ALLFILES is {all:?} (set \
+             DISTFILES= ${{DISTNAME}}${{EXTRACT_SUFX}} in the Makefile)"
+        );
+        for c in &crates {
+            assert!(all.contains(&c.as_str()), "{state}: ALLFILES lacks {c}");
+        }
+        assert_eq!(all.len(), crates.len() + 1, "{state}: {all:?}");
+        let di = std::fs::read_to_string(dir.join("distinfo")).unwrap();
+        let listed: Vec<&str> = di
+            .lines()
+            .filter_map(|l| l.strip_prefix("SHA256 ("))
+            .filter_map(|l| l.split_once(')').map(|x| x.0))
+            .collect();
+        let want: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|f| state == "as released" || generated().release.is_some() || *f != tarball)
+            .collect();
+        assert_eq!(
+            listed, want,
+            "{state}: distinfo vs what the framework fetches"
+        );
+    }
 }
 
 #[test]
@@ -658,13 +826,26 @@ fn brew_audit_license_is_spdx() {
 
 #[test]
 fn brew_audit_checksum_sha256() {
-    let s = formula_str("sha256");
-    assert!(
-        s.len() == 64
-            && s.chars()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-    );
-    assert!(!formula().contains("md5") && !formula().contains("sha1 "));
+    for (state, f) in both_states(&render::formula_path(&manifest())) {
+        let line = f.lines().find(|l| l.starts_with("  sha256 \""));
+        if state == "committed" && generated().release.is_none() {
+            assert!(line.is_none(), "an unreleased formula has no sha256");
+            assert!(f.contains(&format!("\n  {}\n", render::UNRELEASED_SHA256)));
+            continue;
+        }
+        let s = line
+            .expect("a released formula has a sha256")
+            .split('"')
+            .nth(1)
+            .unwrap();
+        assert!(
+            s.len() == 64
+                && s.chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{state}: sha256 {s}"
+        );
+        assert!(!f.contains("md5") && !f.contains("sha1 "));
+    }
 }
 
 #[test]
@@ -690,6 +871,24 @@ fn brew_audit_test_present() {
         "the test makes httpd load the module"
     );
     assert!(f.contains("assert_match \"dtprovider_module (shared)\""));
+}
+
+/// The formula installs the LoadModule snippet under etc/httpd/extra (Homebrew keeps files in
+/// etc across upgrades), names it in the caveats, and its test has httpd accept it.
+#[test]
+fn brew_snippet_in_etc_httpd_extra() {
+    let f = formula();
+    assert!(f.contains("\n    (etc/\"httpd/extra\").install \"dtprovider.conf\"\n"));
+    assert!(f.contains(
+        "\n      LoadModule dtprovider_module #{opt_lib}/httpd/modules/mod_dtprovider.so\n    EOS\n"
+    ));
+    let start = f.find("  def caveats").unwrap();
+    let cav = &f[start..start + f[start..].find("\n  end\n").unwrap()];
+    assert!(cav.contains("\n        Include #{etc}/httpd/extra/dtprovider.conf\n"));
+    let test = &f[f.find("\n  test do\n").unwrap()..];
+    assert!(test.contains("\n      Include #{etc}/httpd/extra/dtprovider.conf\n"));
+    assert!(test.contains("\"-t\", \"-f\", testpath/\"httpd.conf\""));
+    assert!(test.contains("httpd -M -f"));
 }
 
 #[test]
@@ -742,27 +941,36 @@ fn brew_audit_caveats_without_conditionals() {
 
 #[test]
 fn brew_audit_component_order() {
-    let f = formula();
-    let idx = |s: &str| f.find(s).unwrap_or_else(|| panic!("formula lacks {s:?}"));
-    let order = [
-        "\n  desc ",
-        "\n  homepage ",
-        "\n  url ",
-        "\n  sha256 ",
-        "\n  license ",
-        "\n  depends_on \"rust\" => :build",
-        "\n  depends_on \"httpd\"",
-        "\n  uses_from_macos ",
-        "\n  def install",
-        "\n  def caveats",
-        "\n  test do",
-    ];
-    let pos: Vec<usize> = order.iter().map(|s| idx(s)).collect();
-    assert!(
-        pos.windows(2).all(|w| w[0] < w[1]),
-        "component order: {order:?}"
-    );
-    assert!(!f.contains("bottle do"), "no bottle block in a new formula");
+    for (state, f) in both_states(&render::formula_path(&manifest())) {
+        let idx = |s: &str| {
+            f.find(s)
+                .unwrap_or_else(|| panic!("{state}: formula lacks {s:?}"))
+        };
+        let sha = if f.contains("\n  sha256 ") {
+            "\n  sha256 ".to_string()
+        } else {
+            format!("\n  {}", render::UNRELEASED_SHA256)
+        };
+        let order = [
+            "\n  desc ",
+            "\n  homepage ",
+            "\n  url ",
+            &sha,
+            "\n  license ",
+            "\n  depends_on \"rust\" => :build",
+            "\n  depends_on \"httpd\"",
+            "\n  uses_from_macos ",
+            "\n  def install",
+            "\n  def caveats",
+            "\n  test do",
+        ];
+        let pos: Vec<usize> = order.iter().map(|s| idx(s)).collect();
+        assert!(
+            pos.windows(2).all(|w| w[0] < w[1]),
+            "{state}: component order: {order:?}"
+        );
+        assert!(!f.contains("bottle do"), "no bottle block in a new formula");
+    }
 }
 
 #[test]
@@ -937,10 +1145,8 @@ fn every_install_message_shows_how_to_run_an_example() {
     let ex = m.message_example_name();
     let cases = [
         (
-            pkgsrc("MESSAGE"),
-            format!(
-                "dtrace -L ${{PREFIX}}/lib/dtrace -s ${{PREFIX}}/share/examples/${{PKGBASE}}/{ex}"
-            ),
+            pkgsrc("files/README.pkgsrc"),
+            format!("dtrace -L @PREFIX@/lib/dtrace -s @PREFIX@/share/examples/@PKGBASE@/{ex}"),
         ),
         (
             port("files/pkg-message.in"),
@@ -962,7 +1168,7 @@ fn every_install_message_shows_how_to_run_an_example() {
     for (text, want) in cases {
         assert!(text.contains(&want), "message lacks `{want}`:\n{text}");
     }
-    assert!(pkgsrc("MESSAGE").contains("LoadModule dtprovider_module "));
+    assert!(pkgsrc("files/dtprovider.conf").contains("\nLoadModule dtprovider_module "));
     assert!(
         port(&format!("files/{}.in", render::apmod_file(&m)))
             .contains("LoadModule dtprovider_module ")

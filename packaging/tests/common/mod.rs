@@ -8,6 +8,8 @@ use std::sync::OnceLock;
 
 use packaging::Generated;
 use packaging::manifest::Manifest;
+use packaging::release::Release;
+use packaging::tree::Tree;
 
 pub fn root() -> PathBuf {
     packaging::repo_root()
@@ -24,6 +26,33 @@ pub fn generated() -> &'static Generated {
         Ok(g) => g,
         Err(e) => panic!("the generator fails on this checkout: {e}"),
     })
+}
+
+/// What `generate` would produce if the work tree were released now: a release record made
+/// from the work tree's tarball (its commit field says so), and that tarball.
+pub fn released() -> &'static (Generated, Vec<u8>) {
+    static R: OnceLock<(Generated, Vec<u8>)> = OnceLock::new();
+    R.get_or_init(|| {
+        let m = manifest();
+        let tarball = packaging::dist::tarball(&Tree::WorkTree(root()), &m).unwrap();
+        let r = Release {
+            version: m.version.clone(),
+            tag: packaging::release::tag_name(&m.version),
+            commit: "the work tree (as if released)".into(),
+            file: m.tarball_name(),
+            digests: packaging::crates::digests(&tarball),
+        };
+        let g = packaging::generate_with(&root(), Some(r)).expect("generate as released");
+        (g, tarball)
+    })
+}
+
+/// A recipe file in both states that matter: as committed, and as it would be once released.
+pub fn both_states(rel: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("committed", read(rel)),
+        ("as released", released().0.files[rel].clone()),
+    ]
 }
 
 /// A committed file of the repository, as text.
@@ -43,7 +72,9 @@ pub fn require(ok: bool, what: &str, test: &str) -> bool {
         return true;
     }
     if in_ci() {
-        panic!("{test}: {what} is required when CI is set (see packaging/README-sections.md)");
+        panic!(
+            "{test}: {what} is required when CI is set (docs/packaging.md lists what the tests need)"
+        );
     }
     eprintln!("\n**********************************************************************");
     eprintln!("*** SKIPPED {test}: {what}");
@@ -230,7 +261,9 @@ pub fn dist_and_unpack(tmp: &Path) -> (PathBuf, PathBuf) {
     run(
         Command::new(env!("CARGO_BIN_EXE_packaging"))
             .args(["dist", "--out"])
-            .arg(&out),
+            .arg(&out)
+            .arg("--root")
+            .arg(root()),
         "packaging dist",
     );
     let tarball = out.join(m.tarball_name());
@@ -245,4 +278,159 @@ pub fn dist_and_unpack(tmp: &Path) -> (PathBuf, PathBuf) {
         "tar -x",
     );
     (tarball, work.join(m.distname()))
+}
+
+/// A git command in `repo`, with an identity and no signing (the tests' scratch repositories).
+pub fn git_in(repo: &Path) -> Command {
+    let mut c = Command::new("git");
+    c.arg("-C").arg(repo);
+    git_env(&mut c);
+    c
+}
+
+pub fn git_env(c: &mut Command) {
+    c.env("GIT_AUTHOR_NAME", "packaging test")
+        .env("GIT_AUTHOR_EMAIL", "test@localhost")
+        .env("GIT_COMMITTER_NAME", "packaging test")
+        .env("GIT_COMMITTER_EMAIL", "test@localhost")
+        .env("GIT_CONFIG_COUNT", "2")
+        .env("GIT_CONFIG_KEY_0", "commit.gpgSign")
+        .env("GIT_CONFIG_VALUE_0", "false")
+        .env("GIT_CONFIG_KEY_1", "tag.gpgSign")
+        .env("GIT_CONFIG_VALUE_1", "false");
+}
+
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    stdout(&run(git_in(repo).args(args), "git in a scratch repository"))
+}
+
+/// Copies the tracked files (as they are in the work tree) into a fresh git repository at
+/// `dst` and commits them: a scratch clone of the current state, uncommitted edits included.
+pub fn copy_checkout(dst: &Path) {
+    let out = run(
+        Command::new("git")
+            .arg("-C")
+            .arg(root())
+            .args(["ls-files", "-s", "-z"]),
+        "git ls-files",
+    );
+    for rec in out.stdout.split(|b| *b == 0).filter(|p| !p.is_empty()) {
+        let rec = String::from_utf8_lossy(rec).into_owned();
+        let (meta, p) = rec.split_once('\t').unwrap();
+        let from = root().join(p);
+        if !from.exists() {
+            continue;
+        }
+        let to = dst.join(p);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if meta.starts_with("120000") {
+            std::os::unix::fs::symlink(std::fs::read_link(&from).unwrap(), &to).unwrap();
+        } else {
+            std::fs::copy(&from, &to).unwrap();
+        }
+    }
+    git(dst, &["init", "-q"]);
+    git(dst, &["add", "-A"]);
+    git(dst, &["commit", "-qm", "copy"]);
+}
+
+/// Runs the packaging binary with `args` in `repo` (its default root is the repository around
+/// the current directory).
+pub fn packaging_in(repo: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_packaging"))
+        .args(args)
+        .current_dir(repo)
+        .output()
+        .expect("run the packaging binary")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A directory of packaging/tests/support (the bmake stubs of the pkgsrc and FreeBSD
+/// frameworks, the Homebrew DSL stub).
+pub fn support(name: &str) -> PathBuf {
+    root().join("packaging/tests/support").join(name)
+}
+
+/// Copies every file under `from` to the same place under `to`.
+pub fn copy_tree(from: &Path, to: &Path) {
+    for f in files_under(from) {
+        let dst = to.join(&f);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(from.join(&f), dst).unwrap();
+    }
+}
+
+/// `bmake <args> -C dir <extra>`, its stdout.
+pub fn bmake_out(args: &[&str], dir: &Path, extra: &[String]) -> String {
+    let out = run(
+        Command::new("bmake")
+            .args(args)
+            .arg("-C")
+            .arg(dir)
+            .args(extra),
+        "bmake",
+    );
+    stdout(&out)
+}
+
+/// The FreeBSD port's files in `state` ("committed", or "as released"), written to a port
+/// directory under `tmp`; returns that directory.
+pub fn write_port(tmp: &Path, state: &str) -> PathBuf {
+    let m = manifest();
+    let rel = packaging::render::freebsd_dir(&m);
+    let dir = tmp
+        .join("ports")
+        .join(&m.freebsd_category)
+        .join(&m.freebsd_portname);
+    let files: Vec<(String, String)> = match state {
+        "committed" => files_under(&root().join(&rel))
+            .into_iter()
+            .map(|f| {
+                let c = read(&format!("{rel}/{f}"));
+                (f, c)
+            })
+            .collect(),
+        _ => released()
+            .0
+            .files
+            .iter()
+            .filter_map(|(p, c)| {
+                p.strip_prefix(&format!("{rel}/"))
+                    .map(|f| (f.to_string(), c.clone()))
+            })
+            .collect(),
+    };
+    for (f, c) in files {
+        std::fs::create_dir_all(dir.join(&f).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(&f), c).unwrap();
+    }
+    dir
+}
+
+/// The pkgsrc package in a stub pkgsrc tree under `tmp`, installed by its own steps
+/// (post-extract, SUBST, do-install) from the source tree `wrksrc` with DESTDIR `destdir`
+/// (empty: straight into PREFIX) and PREFIX `prefix`. Returns the package directory and the
+/// make variables, for more bmake runs (`stub-conf-files`, `-v VAR`).
+pub fn pkgsrc_install(
+    tmp: &Path,
+    wrksrc: &Path,
+    destdir: &str,
+    prefix: &str,
+) -> (PathBuf, Vec<String>) {
+    let m = manifest();
+    let tree = tmp.join("pkgsrc");
+    let pkgdir = tree.join(&m.pkgsrc_category).join(&m.pkgsrc_directory);
+    copy_tree(&root().join(packaging::render::pkgsrc_dir(&m)), &pkgdir);
+    copy_tree(&support("pkgsrc"), &tree);
+    let vars = vec![
+        format!("DESTDIR={destdir}"),
+        format!("PREFIX={prefix}"),
+        format!("WRKSRC={}", wrksrc.display()),
+        "OPSYS=Linux".to_string(),
+    ];
+    bmake_out(&["stub-install"], &pkgdir, &vars);
+    (pkgdir, vars)
 }

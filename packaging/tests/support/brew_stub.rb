@@ -3,9 +3,12 @@
 #
 #   ruby brew_stub.rb FORMULA.rb install BUILDPATH PREFIX
 #       runs `install` in BUILDPATH (cargo is not run: `system` is recorded), installing into
-#       the keg PREFIX, then prints every file of the keg and the recorded commands
+#       the keg PREFIX, then prints every file of the keg and of HOMEBREW_PREFIX/etc (as
+#       etc/...) and the recorded commands
 #   ruby brew_stub.rb FORMULA.rb test PREFIX HTTPD_PREFIX TESTPATH
-#       runs the `test do` block with Formula["httpd"] at HTTPD_PREFIX
+#       runs the `test do` block with Formula["httpd"] at HTTPD_PREFIX (its `system` calls run)
+#
+# HOMEBREW_PREFIX comes from the environment.
 require "pathname"
 require "fileutils"
 require "socket"
@@ -15,7 +18,21 @@ module OS
   def self.linux? = true
 end
 
-HOMEBREW_PREFIX = Pathname("/nonexistent-homebrew-prefix")
+HOMEBREW_PREFIX = Pathname(ENV.fetch("HOMEBREW_PREFIX", "/nonexistent-homebrew-prefix"))
+
+# Homebrew's etc: a file that is already there is kept, the new one goes beside it as .default.
+module InstallRenamed
+  def install(*sources)
+    sources.flatten.each do |src|
+      dst = self / File.basename(src.to_s)
+      dst = Pathname("#{dst}.default") if dst.exist?
+      mkpath
+      FileUtils.cp(src.to_s, dst.to_s)
+    end
+  end
+
+  def /(other) = super.extend(InstallRenamed)
+end
 
 def ENV.append(key, value)
   self[key] = [self[key], value].compact.join(" ")
@@ -78,11 +95,17 @@ class Formula
   def share = prefix / "share"
   def pkgshare = prefix / "share" / @name
   def libexec = prefix / "libexec"
-  def etc = HOMEBREW_PREFIX / "etc"
+  def etc = (HOMEBREW_PREFIX / "etc").extend(InstallRenamed)
+  def buildpath = Pathname(Dir.pwd)
   def opt_lib = lib
   def opt_pkgshare = pkgshare
   def shared_library(name) = "#{name}.so"
-  def system(*args) = (@systems << args; true)
+  attr_accessor :testing
+  def system(*args)
+    @systems << args
+    return true unless testing
+    Kernel.system(*args.map(&:to_s)) || raise("system: #{args.join(" ")} failed (#{$?.exitstatus})")
+  end
   def free_port
     s = TCPServer.new("127.0.0.1", 0)
     port = s.addr[1]
@@ -110,6 +133,9 @@ when "install"
   Dir.glob("**/*", base: prefix).sort.each do |p|
     puts "FILE #{p}" if File.file?(File.join(prefix, p))
   end
+  Dir.glob("**/*", base: HOMEBREW_PREFIX / "etc").sort.each do |p|
+    puts "FILE etc/#{p}" if File.file?(HOMEBREW_PREFIX / "etc" / p)
+  end
   f.systems.each { |s| puts "SYSTEM #{s.join(" ")}" }
   puts "ENV APXS=#{ENV["APXS"]}"
   $formula_class.deps.each { |k, v| puts "DEP #{k.inspect} #{v}" }
@@ -118,6 +144,7 @@ when "test"
   prefix, httpd_prefix, testpath = rest
   Formula.register("httpd", httpd_prefix)
   f = $formula_class.new(prefix, name, testpath)
+  f.testing = true
   f.instance_eval(&$formula_class.test_block)
   puts "TEST PASSED"
 else

@@ -1,0 +1,1 @@
+# Stub of FreeBSD's sys.mk: no system rules are needed.
