@@ -19,6 +19,7 @@
 mod footprint;
 mod idle;
 mod load;
+mod notes;
 mod traced;
 mod util;
 
