@@ -1,6 +1,7 @@
-//! The mod_dtprovider benchmark (issue 6): idle cost in instructions per request, traced cost
-//! against the bare-probe floor, allocations per traced request, event fidelity under load, and
-//! footprint, all measured side by side in one run. Prints a table and writes BENCHMARKS.md.
+//! The mod_dtprovider benchmark: idle cost in instructions per request, traced cost against
+//! the bare-probe floor (in ns, and in instructions on the enabled path), allocations per
+//! traced request, event fidelity under load, and footprint, all measured side by side in one
+//! run. Prints a table and writes BENCHMARKS.md.
 //!
 //! ```text
 //! cargo run --release -p bench              # full run, by hand: writes BENCHMARKS.md
@@ -16,6 +17,7 @@
 //! a C compiler and `<sys/sdt.h>` (systemtap-sdt-dev). Exits non-zero when the measurement
 //! machinery fails; a missed target is reported in the table, not by the exit status.
 
+mod enabled;
 mod footprint;
 mod idle;
 mod load;
@@ -47,6 +49,9 @@ struct Opts {
 struct Sizes {
     idle: idle::Sizes,
     traced: traced::Sizes,
+    /// Requests callgrind counts on the enabled path (a multiple of the module's block of
+    /// request ids, 4,096).
+    enabled_iters: usize,
     load: load::Sizes,
 }
 
@@ -64,6 +69,7 @@ fn sizes(smoke: bool) -> Sizes {
                 rounds: 4,
                 iters: 2_000,
             },
+            enabled_iters: 4_096,
             load: load::Sizes {
                 pairs: 1,
                 secs: 2,
@@ -84,6 +90,7 @@ fn sizes(smoke: bool) -> Sizes {
                 rounds: 40,
                 iters: 20_000,
             },
+            enabled_iters: 40_960,
             load: load::Sizes {
                 pairs: 3,
                 secs: 30,
@@ -151,7 +158,15 @@ fn real_main(o: &Opts) -> R<()> {
         return Err("run as root (bpftrace, and Apache's User www-data)".into());
     }
     for tool in [
-        "apache2", "apxs", "valgrind", "bpftrace", "wrk", "cc", "strip", "readelf",
+        "apache2",
+        "apxs",
+        "valgrind",
+        "callgrind_annotate",
+        "bpftrace",
+        "wrk",
+        "cc",
+        "strip",
+        "readelf",
     ] {
         if util::run(Command::new("sh").args(["-c", &format!("command -v {tool}")])).is_err() {
             return Err(format!(
@@ -224,6 +239,7 @@ fn real_main(o: &Opts) -> R<()> {
 
 struct Report {
     env: Vec<(String, String)>,
+    enabled: enabled::EnabledResult,
     idle: Vec<idle::IdleResult>,
     idle_sizes: (usize, usize, usize, usize),
     traced: traced::TracedResult,
@@ -254,6 +270,7 @@ fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> 
         &hb.classic,
         &sz.traced,
     )?;
+    let en = run_enabled(&hb, &module_harness, sz)?;
 
     step(&format!(
         "4/5 fidelity under load: {} untraced/traced pairs of {} s wrk runs",
@@ -267,6 +284,7 @@ fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> 
     let _ = o;
     Ok(Report {
         env: environment(root),
+        enabled: en,
         idle: idle_res,
         idle_sizes: (sz.idle.warmup, sz.idle.n, sz.idle.pairs, sz.idle.layouts),
         traced: tr,
@@ -415,6 +433,19 @@ fn run_idle(
     Ok(idle_res)
 }
 
+fn run_enabled(hb: &HarnessBuild, module: &Path, sz: &Sizes) -> R<enabled::EnabledResult> {
+    step(&format!(
+        "    instructions on the enabled path: callgrind over the harness, {} requests",
+        sz.enabled_iters
+    ));
+    let e = enabled::measure(&hb.harness, module, &hb.floor, sz.enabled_iters)?;
+    step(&format!(
+        "    -> module {:.1}, floor {:.1} instructions/request",
+        e.module.total, e.floor.total
+    ));
+    Ok(e)
+}
+
 /// `--only idle|traced`: one section at full size, figures printed, nothing written.
 fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> R<()> {
     let module = copy_module(built, &work.join("mod"))?;
@@ -462,6 +493,10 @@ fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) 
             "traced ratio of each of {} passes: {lo:.3} to {hi:.3}",
             tr.pass_ratios.len()
         );
+        let en = run_enabled(&hb, &module, sz)?;
+        let mut text = String::new();
+        enabled::render(&mut text, &en);
+        println!("{text}");
     }
     Ok(())
 }
@@ -649,6 +684,17 @@ impl Report {
             util::median(&raised.module_ns),
             util::median(&raised.floor_ns),
             raised.clock_ns
+        );
+        let en = &self.enabled;
+        let _ = writeln!(
+            w,
+            "| (deterministic, beside the ratio) instructions per traced request on the module's enabled path, callgrind, no tracer; of them the hooks' own code, the clock reads, the functions of Apache and of the libraries they call | **{:.1}** (floor {:.1}); {:.1}, {:.1}, {:.1}, {:.1} | - |",
+            en.module.total,
+            en.floor.total,
+            en.module.kind(enabled::Kind::Own),
+            en.module.kind(enabled::Kind::Clock),
+            en.module.kind(enabled::Kind::Apache),
+            en.module.kind(enabled::Kind::Library),
         );
         let _ = writeln!(
             w,
@@ -839,6 +885,7 @@ impl Report {
                 util::median(&rat),
             );
         }
+        enabled::render(w, &self.enabled);
 
         // ---- 3. allocations
         let _ = writeln!(w, "\n## 3. Allocations per traced request\n");
