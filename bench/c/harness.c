@@ -9,12 +9,20 @@
  * friends are interposed to count every allocation made while the hooks run.
  *
  *   harness MODULE.so FLOOR.so ROUNDS ITERS_PER_ROUND [RAISE]
+ *   harness --count module|floor MODULE.so FLOOR.so ITERS RAISE
  *
  * With RAISE (the module's two semaphore offsets from its load address, in hex, comma
  * separated), the harness sets the module's and the floor's semaphores to 1 itself before
  * the rounds: both take their enabled paths, build their arguments and reach the probe
  * site, but no tracer is attached, so the probe instruction is the NOP it was compiled as.
  * That times each side's own work without the kernel's uprobe trap.
+ *
+ * With --count (for callgrind: BENCHMARKS.md, "Instructions per traced request on the
+ * enabled path"), the semaphores are raised as with RAISE, one side's hooks are warmed up
+ * (lazy binding, the first block of request ids), and then called ITERS times inside
+ * `counted()`, a function of its own so that `callgrind --toggle-collect=counted` counts
+ * exactly those requests: both hooks and everything they call, plus the loop's own few
+ * instructions. No timing. Output: `raised ...`, `interposer ...`, `counted SIDE N`, `logged N`.
  *
  * Output, one fact per line:
  *   round I module_ns X floor_ns Y   (ns per request: both hooks, one request)
@@ -213,10 +221,37 @@ static long run(req_hook start, req_hook done, request_rec *r, long iters, long 
     return iters;
 }
 
+/* The requests callgrind counts (--count): kept out of line, under its own name. */
+__attribute__((noinline)) long counted(req_hook start, req_hook done, request_rec *r, long iters)
+{
+    long unused = 0;
+    return run(start, done, r, iters, &unused);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5 && argc != 6) {
-        fprintf(stderr, "usage: %s MODULE.so FLOOR.so ROUNDS ITERS [RAISE]\n", argv[0]);
+    /* --count SIDE: shift the arguments into the timed form's places (ROUNDS unused). */
+    const char *count_side = NULL;
+    if (argc == 7 && strcmp(argv[1], "--count") == 0) {
+        count_side = argv[2];
+        if (strcmp(count_side, "module") != 0 && strcmp(count_side, "floor") != 0) {
+            fprintf(stderr, "harness: --count takes module or floor, not %s\n", count_side);
+            return 2;
+        }
+        static char *shifted[7];
+        shifted[0] = argv[0];
+        shifted[1] = argv[3];
+        shifted[2] = argv[4];
+        shifted[3] = "0";
+        shifted[4] = argv[5];
+        shifted[5] = argv[6];
+        argv = shifted;
+        argc = 6;
+    } else if (argc != 5 && argc != 6) {
+        fprintf(stderr,
+                "usage: %s MODULE.so FLOOR.so ROUNDS ITERS [RAISE]\n"
+                "       %s --count module|floor MODULE.so FLOOR.so ITERS RAISE\n",
+                argv[0], argv[0]);
         return 2;
     }
     long rounds = atol(argv[3]), iters = atol(argv[4]);
@@ -284,6 +319,16 @@ int main(int argc, char **argv)
     else
         printf("interposer broken (global malloc %p, ours %p, counted %ld)\n",
                (void *)global_malloc, (void *)malloc, allocs - before_check);
+
+    if (count_side) {
+        int mod = strcmp(count_side, "module") == 0;
+        req_hook start = mod ? hook_prr : floor_prr, done = mod ? hook_lt : floor_lt;
+        long warm = 0;
+        run(start, done, r, iters / 10 + 1, &warm);
+        printf("counted %s %ld\n", count_side, counted(start, done, r, iters));
+        printf("logged %ld\n", logged);
+        return 0;
+    }
 
     long calls_m = 0, calls_f = 0, allocs_m = 0, allocs_f = 0;
     /* Warm up caches and lazy binding (counted as calls: a tracer sees them). */

@@ -3,6 +3,7 @@
 //! smallest possible Rust cdylib (one `extern "C"` function, no dependency) built with the
 //! workspace's own `[profile.release]`: what the Rust standard library costs any such object.
 
+use crate::notes::Probes;
 use crate::util::{self, R, Site};
 use std::fs;
 use std::path::Path;
@@ -31,10 +32,8 @@ pub struct FootprintResult {
 pub fn measure(root: &Path, work: &Path, built: &Path, module: &Path) -> R<FootprintResult> {
     let stripped = work.join("mod_dtprovider.stripped.so");
     strip_all(built, &stripped)?;
-    let notes = util::run(Command::new("readelf").arg("-n").arg(&stripped))?;
-    if !(notes.contains("request-start") && notes.contains("request-done")) {
-        return Err("the stripped module lost its probe notes".into());
-    }
+    Probes::read(&stripped)
+        .map_err(|e| format!("the stripped module lost its probe notes: {e}"))?;
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| e.to_string());
 
     let (with, mapped) = children_rss(&work.join("rss-with"), Some(module))?;

@@ -3,6 +3,7 @@
 //! request-done count must equal the access-log lines written during it; throughput traced vs
 //! untraced is reported per pair.
 
+use crate::notes::Probes;
 use crate::util::{self, R, Site, Tracer};
 use std::fs;
 use std::path::Path;
@@ -79,11 +80,13 @@ pub fn measure(work: &Path, module: &Path, sz: &Sizes) -> R<LoadResult> {
         }
     };
     wrk(&url, 1, sz)?; // warm-up, untraced
+    let probes = Probes::read(module)?;
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
-         usdt:{m}:httpd:request-start {{ @start = count(); }}\n\
-         usdt:{m}:httpd:request-done {{ @done = count(); }}\n",
-        m = module.display()
+         {} {{ @start = count(); }}\n\
+         {} {{ @done = count(); }}\n",
+        Probes::usdt(module, &probes.start),
+        Probes::usdt(module, &probes.done),
     );
     let mut res = LoadResult {
         untraced: vec![],

@@ -8,6 +8,7 @@
 //! seconds: one pass's ratio is a sample of one phase, and the spread of the passes' ratios
 //! shows how far apart phases land.
 
+use crate::notes::Probes;
 use crate::util::{self, R, Tracer};
 use std::path::Path;
 use std::process::Command;
@@ -77,16 +78,18 @@ pub fn measure(
     classic: &Path,
     sz: &Sizes,
 ) -> R<TracedResult> {
-    let raise = semaphore_offsets(module)?;
+    let probes = Probes::read(module)?;
+    let raise = semaphore_offsets(&probes);
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
-         usdt:{m}:httpd:request-start {{ @ms = count(); }}\n\
-         usdt:{m}:httpd:request-done {{ @md = count(); }}\n\
+         {ms} {{ @ms = count(); }}\n\
+         {md} {{ @md = count(); }}\n\
          usdt:{f}:dtfloor:start {{ @fs = count(); }}\n\
          usdt:{f}:dtfloor:done {{ @fd = count(); }}\n\
          usdt:{c}:dtfloor:start {{ @fs = count(); }}\n\
          usdt:{c}:dtfloor:done {{ @fd = count(); }}\n",
-        m = module.display(),
+        ms = Probes::usdt(module, &probes.start),
+        md = Probes::usdt(module, &probes.done),
         f = floor.display(),
         c = classic.display()
     );
@@ -152,22 +155,10 @@ pub fn measure(
     Ok(res)
 }
 
-/// The module's two semaphores as offsets from its load address, `start,done` in hex, read
-/// from its symbol table (`nm`; the built module keeps it).
-fn semaphore_offsets(module: &Path) -> R<String> {
-    let out = util::run(Command::new("nm").arg("--defined-only").arg(module))?;
-    let find = |name: &str| -> R<String> {
-        out.lines()
-            .find(|l| l.ends_with(name))
-            .and_then(|l| l.split_whitespace().next())
-            .map(str::to_string)
-            .ok_or_else(|| format!("no {name} in the symbol table of {}", module.display()))
-    };
-    Ok(format!(
-        "{},{}",
-        find(" __usdt_sema_httpd_request__start")?,
-        find(" __usdt_sema_httpd_request__done")?
-    ))
+/// The module's two semaphores as offsets from its load address, `start,done` in hex (the
+/// harness's RAISE argument), from its probe notes.
+pub fn semaphore_offsets(p: &Probes) -> String {
+    format!("{:x},{:x}", p.start.semaphore, p.done.semaphore)
 }
 
 fn run_harness(

@@ -205,7 +205,22 @@ impl Site {
 
     /// Starts a daemonized Apache (`-k start`); returns the parent's pid.
     pub fn start(&self) -> R<Daemon> {
-        run(Command::new("apache2").args(["-f", &self.conf().to_string_lossy(), "-k", "start"]))
+        self.start_on(None)
+    }
+
+    /// [`Site::start`], with Apache and every process and thread it starts confined to the
+    /// CPUs `cpus` (a `taskset` list such as `0` or `0-2`) when given.
+    pub fn start_on(&self, cpus: Option<&str>) -> R<Daemon> {
+        let conf = self.conf().to_string_lossy().into_owned();
+        let mut cmd = match cpus {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", c, "apache2"]);
+                t
+            }
+            None => Command::new("apache2"),
+        };
+        run(cmd.args(["-f", &conf, "-k", "start"]))
             .map_err(|e| format!("{e}\nerror.log:\n{}", self.error_log()))?;
         let pidfile = self.dir.join("httpd.pid");
         let mut pid = 0;
@@ -227,6 +242,13 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// The parent and its children.
+    pub fn processes(&self) -> Vec<u32> {
+        let mut all = vec![self.pid];
+        all.extend(self.children());
+        all
+    }
+
     pub fn children(&self) -> Vec<u32> {
         let mut kids = Vec::new();
         for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -272,6 +294,80 @@ pub fn is_root() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
+// CPUs and CPU time
+
+/// Confines the calling thread to the CPUs `cpus` (a `taskset` list).
+pub fn pin_this_thread(cpus: &str) -> R<()> {
+    // "/proc/thread-self" links to "<pid>/task/<tid>".
+    let link = fs::read_link("/proc/thread-self").map_err(|e| format!("/proc/thread-self: {e}"))?;
+    let tid = link
+        .file_name()
+        .map(|t| t.to_string_lossy().into_owned())
+        .ok_or("no thread id in /proc/thread-self")?;
+    run(Command::new("taskset").args(["-p", "-c", cpus, &tid])).map(|_| ())
+}
+
+/// CPU time used so far by a set of processes (every thread of each), from /proc.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct CpuTime {
+    /// User + system time in ns, summed over every thread's first `/proc/PID/task/TID/schedstat`
+    /// field (the time it spent on a CPU, exact to the ns; `/proc/PID/stat`'s utime and stime
+    /// are the same total, split, in clock ticks).
+    pub ns: u64,
+    /// utime and stime from `/proc/PID/stat`, in clock ticks (10 ms): the split of `ns`.
+    pub user_ticks: u64,
+    pub system_ticks: u64,
+    /// Threads that were read.
+    pub threads: usize,
+}
+
+impl CpuTime {
+    /// What `self` (read later) used beyond `before`.
+    pub fn since(&self, before: &CpuTime) -> CpuTime {
+        CpuTime {
+            ns: self.ns.saturating_sub(before.ns),
+            user_ticks: self.user_ticks.saturating_sub(before.user_ticks),
+            system_ticks: self.system_ticks.saturating_sub(before.system_ticks),
+            threads: self.threads,
+        }
+    }
+}
+
+/// The CPU time of processes `pids` (all their threads) so far. A process that has gone is
+/// an error: its time would silently be missing.
+pub fn cpu_time(pids: &[u32]) -> R<CpuTime> {
+    let mut t = CpuTime::default();
+    for &pid in pids {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map_err(|e| format!("process {pid} has gone ({e})"))?;
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        // After the command: state is field 3, utime field 14, stime field 15.
+        let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+        t.user_ticks += field(14).ok_or_else(|| format!("bad /proc/{pid}/stat"))?;
+        t.system_ticks += field(15).ok_or_else(|| format!("bad /proc/{pid}/stat"))?;
+        let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+            .map_err(|e| format!("/proc/{pid}/task: {e}"))?;
+        for task in tasks.flatten() {
+            let p = task.path().join("schedstat");
+            // A thread can end between the listing and the read; its time is then in the
+            // process's (reported when the whole process has gone, above).
+            if let Ok(s) = fs::read_to_string(&p) {
+                t.ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .ok_or_else(|| format!("bad {}", p.display()))?;
+                t.threads += 1;
+            }
+        }
+    }
+    Ok(t)
+}
+
+// ---------------------------------------------------------------------------------------
 // HTTP client for the fixed keep-alive mix
 
 /// One request of the fixed mix: (method, path, response has a body).
@@ -296,19 +392,7 @@ pub fn keepalive_mix(port: u16, n: usize) -> R<()> {
     s.set_read_timeout(Some(Duration::from_secs(300)))
         .map_err(|e| e.to_string())?;
     let mut w = s.try_clone().map_err(|e| e.to_string())?;
-    let mut all = String::new();
-    for i in 0..n {
-        let (method, path, _) = MIX[i % MIX.len()];
-        let close = if i + 1 == n {
-            "Connection: close\r\n"
-        } else {
-            ""
-        };
-        all.push_str(&format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-bench/1.0\r\n\
-             Accept: */*\r\n{close}\r\n"
-        ));
-    }
+    let all: String = (0..n).map(|i| mix_request(i, n)).collect();
     let writer = thread::spawn(move || w.write_all(all.as_bytes()).map_err(|e| e.to_string()));
     let mut r = BufReader::new(s);
     let mut result = Ok(());
@@ -329,6 +413,41 @@ pub fn keepalive_mix(port: u16, n: usize) -> R<()> {
         .map_err(|_| "the request writer panicked".to_string())?;
     result?;
     written.map_err(|e| format!("writing the requests: {e}"))
+}
+
+/// Request `i` of `n` of the mix, as sent (the last one asks the server to close).
+fn mix_request(i: usize, n: usize) -> String {
+    let (method, path, _) = MIX[i % MIX.len()];
+    let close = if i + 1 == n {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: dtprovider-bench/1.0\r\n\
+         Accept: */*\r\n{close}\r\n"
+    )
+}
+
+/// Sends `n` requests of the mix over one keep-alive connection as a browser or a proxy
+/// does: each request written once the previous response has been read (the last one with
+/// `Connection: close`); then waits for the server to close.
+pub fn keepalive_mix_serial(port: u16, n: usize) -> R<()> {
+    let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut w = s.try_clone().map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s);
+    for i in 0..n {
+        let (method, path, body) = MIX[i % MIX.len()];
+        w.write_all(mix_request(i, n).as_bytes())
+            .map_err(|e| format!("request {i} ({method} {path}): {e}"))?;
+        read_response(&mut r, body).map_err(|e| format!("response {i} ({method} {path}): {e}"))?;
+    }
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    Ok(())
 }
 
 fn read_response(r: &mut impl BufRead, has_body: bool) -> R<u16> {
@@ -376,11 +495,25 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn start(script: &str, dir: &Path) -> R<Tracer> {
+        Self::start_with(script, dir, "READY", None)
+    }
+
+    /// [`Tracer::start`] for a script that signals it is attached by printing `ready`
+    /// (an example script's own banner), run on the CPUs `cpus` (a `taskset` list) when given.
+    pub fn start_with(script: &str, dir: &Path, ready: &str, cpus: Option<&str>) -> R<Tracer> {
         mkdir(dir)?;
         let file = dir.join("script.bt");
         write(&file, script)?;
         let errfile = dir.join("stderr");
-        let mut child = Command::new("bpftrace")
+        let mut cmd = match cpus {
+            Some(c) => {
+                let mut t = Command::new("taskset");
+                t.args(["-c", c, "bpftrace"]);
+                t
+            }
+            None => Command::new("bpftrace"),
+        };
+        let mut child = cmd
             .arg(&file)
             .stdout(Stdio::piped())
             .stderr(fs::File::create(&errfile).map_err(|e| e.to_string())?)
@@ -406,7 +539,7 @@ impl Tracer {
         };
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
-            if t.output().contains("READY") {
+            if t.output().contains(ready) {
                 return Ok(t);
             }
             let exited = t
@@ -428,8 +561,24 @@ impl Tracer {
         self.out.lock().unwrap().clone()
     }
 
-    /// Stops bpftrace with repeated SIGINT and returns everything it printed.
-    pub fn stop(mut self) -> R<String> {
+    /// bpftrace's process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Stops bpftrace with repeated SIGINT and returns everything it printed; an error if it
+    /// reported lost events.
+    pub fn stop(self) -> R<String> {
+        let (out, err) = self.finish();
+        if out.contains("Lost ") || err.contains("Lost ") {
+            return Err(format!("bpftrace lost events:\n{err}"));
+        }
+        Ok(out)
+    }
+
+    /// Stops bpftrace as [`Tracer::stop`] does and returns its stdout and stderr, whatever
+    /// they say (lost events included).
+    pub fn finish(mut self) -> (String, String) {
         thread::sleep(Duration::from_millis(300));
         if let Some(mut c) = self.child.take() {
             stop_child(&mut c, "INT", 30);
@@ -438,11 +587,7 @@ impl Tracer {
             let _ = r.join();
         }
         let err = fs::read_to_string(&self.errfile).unwrap_or_default();
-        let out = self.output();
-        if out.contains("Lost ") || err.contains("Lost ") {
-            return Err(format!("bpftrace lost events:\n{err}"));
-        }
-        Ok(out)
+        (self.output(), err)
     }
 }
 
