@@ -32,7 +32,7 @@ pub fn measure(root: &Path, work: &Path, built: &Path, module: &Path) -> R<Footp
     let stripped = work.join("mod_dtprovider.stripped.so");
     strip_all(built, &stripped)?;
     let notes = util::run(Command::new("readelf").arg("-n").arg(&stripped))?;
-    if !(notes.contains("request-start") && notes.contains("request-done")) {
+    if !(notes.contains("request__start") && notes.contains("request__done")) {
         return Err("the stripped module lost its probe notes".into());
     }
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).map_err(|e| e.to_string());

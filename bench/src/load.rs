@@ -81,8 +81,8 @@ pub fn measure(work: &Path, module: &Path, sz: &Sizes) -> R<LoadResult> {
     wrk(&url, 1, sz)?; // warm-up, untraced
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
-         usdt:{m}:httpd:request-start {{ @start = count(); }}\n\
-         usdt:{m}:httpd:request-done {{ @done = count(); }}\n",
+         usdt:{m}:httpd:request__start {{ @start = count(); }}\n\
+         usdt:{m}:httpd:request__done {{ @done = count(); }}\n",
         m = module.display()
     );
     let mut res = LoadResult {

@@ -314,8 +314,8 @@ fn build_floor(root: &Path, work: &Path) -> R<PathBuf> {
 /// The harness and the bare-probe floor libraries.
 struct HarnessBuild {
     harness: PathBuf,
-    /// `floor_probe.c` with its two probe sites widened to 5-byte NOPs, as build.rs widens the
-    /// module's: the floor for the module's own work (the same kernel path per probe).
+    /// `floor_probe.c` with its two probe sites widened to 5-byte NOPs, like the module's
+    /// (src/probes/sdt.rs): the floor for the module's own work (the same kernel path per probe).
     floor: PathBuf,
     /// `floor_probe.c` as `<sys/sdt.h>` builds it (1-byte NOP sites, an int3 trap per probe):
     /// what a probe costs in any other USDT provider.
@@ -324,7 +324,7 @@ struct HarnessBuild {
 
 /// The instruction `<sys/sdt.h>` emits at a probe site, as `cc -S` writes it.
 const SDT_SITE: &str = "990: nop\n";
-/// The same site as a 5-byte NOP (the module's probe sites, see build.rs).
+/// The same site as a 5-byte NOP (the module's probe sites, see src/probes/sdt.rs).
 const NOP5_SITE: &str = "990: .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n";
 
 fn build_harness(root: &Path, work: &Path) -> R<HarnessBuild> {
@@ -777,7 +777,7 @@ impl Report {
              them on a realistic `request_rec` (APR pool and tables, 6 request headers, IPv4 \
              `conn_rec`); the floor is the same harness calling two hooks in a C library that each \
              fire a bare, empty USDT probe behind a semaphore. The module's probe sites are 5-byte \
-             NOPs (build.rs widens usdt's 1-byte `nop`): from Linux 6.18 the kernel runs a uprobe \
+             NOPs (src/probes/sdt.rs; `<sys/sdt.h>` emits a 1-byte `nop`): from Linux 6.18 the kernel runs a uprobe \
              on a 5-byte NOP through a call into a trampoline rather than an int3 trap, at about \
              half the cost. The floor is built from `bench/c/floor_probe.c` with its sites widened \
              the same way (`cc -S`, the `990: nop` of `<sys/sdt.h>` replaced), so that both sides \

@@ -80,8 +80,8 @@ pub fn measure(
     let raise = semaphore_offsets(module)?;
     let script = format!(
         "BEGIN {{ printf(\"READY\\n\"); }}\n\
-         usdt:{m}:httpd:request-start {{ @ms = count(); }}\n\
-         usdt:{m}:httpd:request-done {{ @md = count(); }}\n\
+         usdt:{m}:httpd:request__start {{ @ms = count(); }}\n\
+         usdt:{m}:httpd:request__done {{ @md = count(); }}\n\
          usdt:{f}:dtfloor:start {{ @fs = count(); }}\n\
          usdt:{f}:dtfloor:done {{ @fd = count(); }}\n\
          usdt:{c}:dtfloor:start {{ @fs = count(); }}\n\
@@ -165,8 +165,8 @@ fn semaphore_offsets(module: &Path) -> R<String> {
     };
     Ok(format!(
         "{},{}",
-        find(" __usdt_sema_httpd_request__start")?,
-        find(" __usdt_sema_httpd_request__done")?
+        find(" httpd_request__start_semaphore")?,
+        find(" httpd_request__done_semaphore")?
     ))
 }
 

@@ -5,7 +5,7 @@ class ModDtprovider < Formula
   desc "DTrace/USDT provider for Apache HTTP Server 2.4"
   homepage "https://github.com/mod-dtprovider/mod_dtprovider"
   url "https://github.com/mod-dtprovider/mod_dtprovider/releases/download/v0.1.0/mod_dtprovider-0.1.0.tar.gz"
-  sha256 "8bbe3e8ba7d0843fc91a8330c2b40d0f776d32765c6a74196b2b3ac5fd3fd3e8"
+  sha256 "81a992ae6377fad4c2d9eb197bf1b3c65c2c19dee5fd6234489bd5ec5331a9f5"
   license "MIT"
 
   depends_on "rust" => :build
