@@ -6,9 +6,10 @@
 //! 2. Passes the link arguments the module needs: on Linux `-z separate-loadable-segments`
 //!    (see "The semaphore trap" in README.md), on macOS `-undefined dynamic_lookup` (the
 //!    `ap_*`/`apr_*` symbols come from the httpd process that loads the module).
-//!
-//! 3. Generates the probe macros from `src/httpd_provider.d` with usdt's `Builder` and, on
-//!    x86-64 Linux, widens each probe site from a 1-byte `nop` to a 5-byte one (below).
+//! 3. Chooses the probe backend, `cfg(dtprovider_backend = "sdt")` or `"usdt"` (see
+//!    `src/probes/mod.rs`): the module's own SystemTap SDT notes on x86-64 Linux, the `usdt`
+//!    crate's macros everywhere else. `DTPROVIDER_BACKEND=usdt` selects the `usdt` backend on
+//!    Linux too, so that the hook code DTrace systems ship is built and traced here.
 //!
 //! Every failure is a build error that says what to install or set.
 
@@ -50,10 +51,12 @@ fn main() {
         "APR_CONFIG",
         "LIBCLANG_PATH",
         "BINDGEN_EXTRA_CLANG_ARGS",
+        "DTPROVIDER_BACKEND",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=wrapper.h");
+    // Read by the `usdt` backend's `dtrace_provider!` macro, which cargo cannot track.
     println!("cargo:rerun-if-changed=src/httpd_provider.d");
 
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
@@ -166,7 +169,10 @@ fn main() {
         .unwrap_or_else(|e| fail(&format!("cannot write the bindings: {e}")));
 
     // --- probes ----------------------------------------------------------------------------
-    provider(&out, &target_os);
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    let backend = backend(&target_os, &arch);
+    println!("cargo:rustc-check-cfg=cfg(dtprovider_backend, values(\"sdt\", \"usdt\"))");
+    println!("cargo:rustc-cfg=dtprovider_backend=\"{backend}\"");
 
     // --- linking ---------------------------------------------------------------------------
     match target_os.as_str() {
@@ -186,37 +192,26 @@ fn main() {
     }
 }
 
-/// The usdt crate's SystemTap probe site: the instruction a tracer's uprobe replaces.
-const USDT_SITE: &str = "\"990:   nop\"";
-/// The same site as a 5-byte NOP (`nopl 0x0(%rax,%rax,1)`). Linux 6.18 and later run a
-/// uprobe on a 5-byte NOP through a call into a trampoline instead of an int3 trap: measured
-/// on the benchmark machine, 235 instead of 450 ns per fired probe. Older kernels treat it like
-/// any other instruction (the trap, as before); untraced, it is never reached (the semaphore
-/// test jumps over it). libbpf's usdt.h made the same change.
-const NOP5_SITE: &str = "\"990:   .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\"";
-
-/// Writes `$OUT_DIR/httpd_provider.rs` (src/lib.rs includes it).
-fn provider(out: &std::path::Path, target_os: &str) {
-    usdt::Builder::new("src/httpd_provider.d")
-        .build()
-        .unwrap_or_else(|e| fail(&format!("usdt could not compile src/httpd_provider.d: {e}")));
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    if target_os != "linux" || arch != "x86_64" {
-        return; // DTrace systems: usdt's own probe sites (DOF), untouched.
+/// The probe backend: `sdt` (src/probes/sdt.rs, x86-64 Linux only) or `usdt`
+/// (src/probes/usdt.rs, every target the `usdt` crate supports).
+fn backend(target_os: &str, arch: &str) -> &'static str {
+    let sdt_target = target_os == "linux" && arch == "x86_64";
+    match env::var("DTPROVIDER_BACKEND").as_deref() {
+        Err(_) | Ok("") => {
+            if sdt_target {
+                "sdt"
+            } else {
+                "usdt"
+            }
+        }
+        Ok("usdt") => "usdt",
+        Ok("sdt") if sdt_target => "sdt",
+        Ok("sdt") => fail(&format!(
+            "DTPROVIDER_BACKEND=sdt needs an x86-64 Linux target, not {arch} {target_os}; \
+             unset it to use the usdt backend."
+        )),
+        Ok(other) => fail(&format!(
+            "DTPROVIDER_BACKEND={other:?} is not a probe backend: use sdt (x86-64 Linux) or usdt."
+        )),
     }
-    let file = out.join("httpd_provider.rs");
-    let code = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())));
-    // One site per probe; anything else means usdt changed its code generation, and the
-    // widening must be looked at again rather than half applied.
-    let sites = code.matches(USDT_SITE).count();
-    if sites != 2 {
-        fail(&format!(
-            "expected usdt to generate 2 probe sites `{USDT_SITE}` in {}, found {sites}; \
-             this usdt version needs build.rs's probe-site widening updated.",
-            file.display()
-        ));
-    }
-    std::fs::write(&file, code.replace(USDT_SITE, NOP5_SITE))
-        .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", file.display())));
 }

@@ -12,9 +12,9 @@
 #   3. starts a private Apache on 127.0.0.1 (its own ServerRoot, config and pid file in
 #      a temporary directory; the system's apache2 service is never touched) that loads
 #      the module;
-#   4. runs examples/http-requests.bt, showing a live line per request while it drives a
-#      short, varied burst of traffic: several URLs, 200/404/301 and slow responses,
-#      keep-alive, HTTP/2 cleartext;
+#   4. runs examples/http-requests.bt (probe httpd:request__done), showing a live line per
+#      request while it drives a short, varied burst of traffic: several URLs, 200/404/301
+#      and slow responses, keep-alive, HTTP/2 cleartext;
 #   5. runs examples/http-requests-bylatency.bt over a second burst and prints the latency
 #      histogram;
 #   6. stops everything it started (also on Ctrl-C or an error) and removes its files.
@@ -300,4 +300,6 @@ for _ in 1 2 3; do
 done
 stop_trace
 
-say "Done. Next: the other examples in examples/ (README.md lists them); stopping what the demo started."
+say "Done. Next: the other examples in examples/ (README.md lists them), or your own bpftrace on the
+    probes httpd:request__start and httpd:request__done (bpftrace -l 'usdt:$DEB_MODULE:*' lists
+    them once the Debian package is installed); stopping what the demo started."

@@ -77,6 +77,12 @@ impl<'a> Request<'a> {
         self.0
     }
 
+    /// The server (virtual host) the request is served by, where error-log lines go.
+    pub fn server(self) -> Option<&'a ffi::server_rec> {
+        // SAFETY: Apache keeps the server_rec alive longer than any request.
+        unsafe { self.0.server.as_ref() }
+    }
+
     /// True for the request the client sent: not an internal redirect (`r->prev`) and not a
     /// subrequest (`r->main`).
     #[inline]
@@ -212,15 +218,17 @@ impl<'a> Request<'a> {
         self.0.request_time
     }
 
-    /// This module's slot in `r->request_config`, if the vector exists.
-    pub fn config_slot(self, module_index: c_int) -> Option<*mut *mut c_void> {
+    /// This module's slot in `r->request_config`, if the vector exists. `module_index` is the
+    /// (valid) index Apache assigned to this module.
+    #[inline]
+    pub fn config_slot(self, module_index: usize) -> Option<*mut *mut c_void> {
         let base = self.0.request_config as *mut *mut c_void;
-        if base.is_null() || module_index < 0 {
+        if base.is_null() {
             return None;
         }
         // SAFETY: Apache sizes every config vector for all loaded modules, and
         // module_index is the index Apache assigned to this module.
-        Some(unsafe { base.add(module_index as usize) })
+        Some(unsafe { base.add(module_index) })
     }
 }
 

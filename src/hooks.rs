@@ -6,10 +6,12 @@
 //! * `child_init` registers the probes with DTrace in every child process (never in the
 //!   parent, which unloads and reloads the module on every restart).
 //!
-//! Disabled path: each hook reads the probes' semaphores and returns. Nothing else happens
-//! (no allocation, formatting, locking or system call). Enabled path: the payload is built
-//! on the stack from Apache's own strings and the probe fires. Every hook body runs under
-//! `catch_unwind`; a caught panic is logged once and the request continues.
+//! Disabled path: each hook tests its probes (the semaphores on Linux; on DTrace systems, after
+//! the request-start hook has stored its mark, the probe's is-enabled check) and returns.
+//! Nothing else happens (no allocation, formatting, locking or system call). Enabled path: the
+//! payload is built on the stack from Apache's own strings and the probe fires.
+//! Every hook body runs under `catch_unwind`; a caught panic is logged once and the request
+//! continues. The probes themselves are `crate::probes` (one backend per build).
 //!
 //! Request ids: request-start takes the next id from its thread's block of a per-process
 //! counter (seeded with the pid in the high bits, so ids are unique on the host) and keeps
@@ -29,7 +31,7 @@ use std::mem::MaybeUninit;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// What request-start leaves in this module's slot of `r->request_config` for request-done:
 /// an integer, never an allocation.
@@ -89,6 +91,22 @@ pub(crate) fn module_index() -> c_int {
     unsafe { crate::dtprovider_module.module_index }
 }
 
+/// `module_index`, once `register_hooks` found it valid: the index of this module's slot in
+/// each request's config vector, where the request hooks keep their `Mark`. A hidden static is
+/// one load on the request path; `dtprovider_module` is exported, so reading it costs a GOT
+/// load first, and its index a sign check.
+static SLOT_INDEX: AtomicUsize = AtomicUsize::new(0);
+
+fn slot_index() -> usize {
+    SLOT_INDEX.load(Ordering::Relaxed)
+}
+
+/// Records this module's (valid) index for the request hooks; `register_hooks` calls it
+/// before registering them, the unit tests when they load the module.
+pub(crate) fn set_slot_index(index: usize) {
+    SLOT_INDEX.store(index, Ordering::Relaxed);
+}
+
 /// A new request id: unique in the process (and, with the pid on top, on the host), and
 /// increasing along each thread.
 fn next_id() -> u64 {
@@ -119,6 +137,18 @@ pub(crate) unsafe extern "C" fn register_hooks(_p: *mut ffi::apr_pool_t) {
         std::panic::set_hook(Box::new(|info| {
             let _ = FIRST_PANIC.set(info.to_string());
         }));
+        // Apache assigns module_index before it calls register_hooks; without one (never seen)
+        // the request hooks would have no slot for their marks, so they are not registered.
+        let Ok(index) = usize::try_from(module_index()) else {
+            log_once(
+                &REGISTRATION_LOGGED,
+                None,
+                ffi::APLOG_ERR,
+                "mod_dtprovider: Apache gave the module no index; its probes are disabled.",
+            );
+            return;
+        };
+        set_slot_index(index);
         // SAFETY: Apache's hook registration API, called from register_hooks as intended.
         unsafe {
             ffi::ap_hook_post_read_request(
@@ -148,7 +178,7 @@ unsafe extern "C" fn child_init(_p: *mut ffi::apr_pool_t, s: *mut ffi::server_re
     let s = unsafe { s.as_ref() };
     guarded("child_init", s, || {
         seed_ids(std::process::id());
-        if let Err(e) = usdt::register_probes() {
+        if let Err(e) = probes::register() {
             let msg = format!(
                 "mod_dtprovider: registering the httpd probes with DTrace failed in process {} ({e}); \
                  the httpd provider is not visible to dtrace in this process. Apache is unaffected.",
@@ -159,11 +189,28 @@ unsafe extern "C" fn child_init(_p: *mut ffi::apr_pool_t, s: *mut ffi::server_re
     });
 }
 
-// The two request hooks are the whole idle cost: one compare of the semaphores in memory
-// (request-start tests both with one 32-bit compare), a branch and a return, four instructions
-// each. Everything else is out of line in `#[cold]` functions, so that the idle path is a
-// straight fall-through with nothing to save or set up.
+// The request hooks. Their bodies, `start_hook` and `done_hook`, are the same with both probe
+// backends (src/probes/); what differs is what runs before them.
+//
+// Linux (`sdt` backend): each hook is one compare of the semaphores in memory (request-start
+// tests both with one 32-bit compare), a branch and a return, four instructions. The bodies
+// are out of line in `#[cold]` functions, so that the idle path is a straight fall-through
+// with nothing to save or set up. Those functions return the hook's result themselves, so
+// that each hook reaches them by a tail jump rather than a call: the probe then fires one
+// frame below Apache's hook loop, as a bare probe in the hook itself would. After the uprobe
+// trap, the CPU's return-address predictions are the kernel's, so every return on the way back
+// to Apache mispredicts; a nested call added one more such return per probe (measured with the
+// benchmark's harness).
+//
+// DTrace systems (`usdt` backend): there are no semaphores to read, and no way to ask whether
+// request-done is traced short of its own probe, so the hooks are the bodies themselves. The
+// request-start hook stores its mark (the only thing before the first test: request-done may
+// be traced while request-start is not), then each hook's first test is its probe's is-enabled
+// check; the payload is built out of line, behind it, and the enabled path returns on its
+// own (`black_box`), so that the compiler sets up the hook's stack frame (the payload, the
+// call) on that path only: idle, the hooks touch no stack.
 
+#[cfg(dtprovider_backend = "sdt")]
 unsafe extern "C" fn post_read_request(r: *mut ffi::request_rec) -> c_int {
     if probes::start_hook_needed() {
         return start_traced(r);
@@ -171,6 +218,7 @@ unsafe extern "C" fn post_read_request(r: *mut ffi::request_rec) -> c_int {
     ffi::DECLINED
 }
 
+#[cfg(dtprovider_backend = "sdt")]
 unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
     if probes::done_enabled() {
         return done_traced(r);
@@ -178,53 +226,78 @@ unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
     ffi::DECLINED
 }
 
-// The enabled bodies return the hook's result themselves, so that each hook reaches them by a
-// tail jump rather than a call: the probe then fires one frame below Apache's hook loop, as a
-// bare probe in the hook itself would. After the uprobe trap, the CPU's return-address
-// predictions are the kernel's, so every return on the way back to Apache mispredicts; a
-// nested call added one more such return per probe (measured with the benchmark's harness).
-
+#[cfg(dtprovider_backend = "sdt")]
 #[cold]
 #[inline(never)]
 extern "C" fn start_traced(r: *mut ffi::request_rec) -> c_int {
-    traced("request-start", r, on_request_start)
-}
-
-#[cold]
-#[inline(never)]
-extern "C" fn done_traced(r: *mut ffi::request_rec) -> c_int {
-    traced("request-done", r, on_request_done)
-}
-
-/// The enabled body of a request hook: `body` under [`guarded`], then the hook's result.
-#[inline(always)]
-fn traced(hook: &str, r: *mut ffi::request_rec, body: unsafe fn(*mut ffi::request_rec)) -> c_int {
-    // SAFETY: Apache passes a valid request_rec (or NULL, which as_ref handles).
-    let server = unsafe { r.as_ref().and_then(|r| r.server.as_ref()) };
-    // SAFETY: `body` is on_request_start or on_request_done, which accept what Apache passes.
-    guarded(hook, server, || unsafe { body(r) });
+    start_hook(r);
     // Opaque to the optimizer: were the result a known constant, the hook would call its
     // enabled body, ignore the result, and return the constant itself (a call, not a jump).
     std::hint::black_box(ffi::DECLINED)
 }
 
-/// # Safety
-/// `r` is NULL or the request_rec Apache passed to post_read_request.
-unsafe fn on_request_start(r: *mut ffi::request_rec) {
-    // SAFETY: guaranteed by the caller.
-    let Some(req) = (unsafe { Request::from_ptr(r) }) else {
-        return;
-    };
-    if !req.is_initial() {
-        return; // an internal redirect (or subrequest): the client's request already started
-    }
-    #[cfg(feature = "panic-test")]
-    panic_test::maybe_panic(req, "request-start");
+#[cfg(dtprovider_backend = "sdt")]
+#[cold]
+#[inline(never)]
+extern "C" fn done_traced(r: *mut ffi::request_rec) -> c_int {
+    done_hook(r);
+    std::hint::black_box(ffi::DECLINED)
+}
 
-    // Written in place by the closure (the probe's arg0 points here).
+#[cfg(dtprovider_backend = "usdt")]
+unsafe extern "C" fn post_read_request(r: *mut ffi::request_rec) -> c_int {
+    if start_hook(r) {
+        return std::hint::black_box(ffi::DECLINED);
+    }
+    ffi::DECLINED
+}
+
+#[cfg(dtprovider_backend = "usdt")]
+unsafe extern "C" fn log_transaction(r: *mut ffi::request_rec) -> c_int {
+    if done_hook(r) {
+        return std::hint::black_box(ffi::DECLINED);
+    }
+    ffi::DECLINED
+}
+
+/// request-start: marks the request as having reached it, then fires request-start if it is
+/// traced. `r` is NULL or the request_rec Apache passed to post_read_request. Whether the probe
+/// was enabled.
+#[inline(always)]
+fn start_hook(r: *mut ffi::request_rec) -> bool {
+    // SAFETY: Apache passes a valid request_rec (or NULL, which from_ptr handles).
+    if let Some(slot) = unsafe { Request::from_ptr(r) }.and_then(|q| q.config_slot(slot_index())) {
+        // SAFETY: our own slot of this request's config vector.
+        unsafe { slot.write(Mark::Untraced.encode() as *mut c_void) };
+    }
+    // Written in place by `start_payload` (the probe's arg0 points here).
     let mut payload = MaybeUninit::<DtHttpd>::uninit();
-    let mut mark = Mark::Untraced;
-    crate::httpd::request__start!(|| {
+    probes::request_start(|| start_payload(r, &mut payload).map(DtHttpd::args))
+}
+
+/// request-done: fires request-done if it is traced. `r` is NULL or the request_rec Apache
+/// passed to log_transaction. Whether the probe was enabled.
+#[inline(always)]
+fn done_hook(r: *mut ffi::request_rec) -> bool {
+    let mut payload = MaybeUninit::<DtHttpd>::uninit();
+    probes::request_done(|| done_payload(r, &mut payload).map(DtHttpd::args))
+}
+
+/// request-start is traced: builds its payload and returns it, or `None` (nothing fires) for
+/// an internal redirect, a NULL request or a caught panic. Records the request's id in its
+/// mark.
+#[cold]
+#[inline(never)]
+fn start_payload(r: *mut ffi::request_rec, out: &mut MaybeUninit<DtHttpd>) -> Option<&DtHttpd> {
+    // SAFETY: Apache passes a valid request_rec (or NULL).
+    let req = unsafe { Request::from_ptr(r) }?;
+    guarded("request-start", req.server(), || {
+        if !req.is_initial() {
+            return None; // an internal redirect (or subrequest): the client's request already started
+        }
+        #[cfg(feature = "panic-test")]
+        panic_test::maybe_panic(req, "request-start");
+
         let id = next_id();
         let ev = Event {
             id,
@@ -232,38 +305,37 @@ unsafe fn on_request_start(r: *mut ffi::request_rec) {
             now_us: apache::now_us(),
             tls: None,
         };
-        let p = DtHttpd::start_in(&mut payload, req, ev);
-        mark = Mark::Fired {
+        let p = DtHttpd::start_in(out, req, ev);
+        let mark = Mark::Fired {
             id,
             tls: p.dt_flags & FLAG_TLS != 0,
         };
-        p.args()
-    });
-    if let Some(slot) = req.config_slot(module_index()) {
-        // SAFETY: our own slot of this request's config vector.
-        unsafe { slot.write(mark.encode() as *mut c_void) };
-    }
+        if let Some(slot) = req.config_slot(slot_index()) {
+            // SAFETY: our own slot of this request's config vector.
+            unsafe { slot.write(mark.encode() as *mut c_void) };
+        }
+        Some(p)
+    })
+    .flatten()
 }
 
-/// # Safety
-/// `r` is NULL or the request_rec Apache passed to log_transaction.
-unsafe fn on_request_done(r: *mut ffi::request_rec) {
-    // SAFETY: guaranteed by the caller.
-    let Some(req) = (unsafe { Request::from_ptr(r) }) else {
-        return;
-    };
-    #[cfg(feature = "panic-test")]
-    panic_test::maybe_panic(req, "request-done");
-    #[cfg(feature = "leak-test")]
-    leak_test::leak_now_and_then();
+/// request-done is traced: builds its payload and returns it, or `None` for a NULL request or
+/// a caught panic.
+#[cold]
+#[inline(never)]
+fn done_payload(r: *mut ffi::request_rec, out: &mut MaybeUninit<DtHttpd>) -> Option<&DtHttpd> {
+    // SAFETY: Apache passes a valid request_rec (or NULL).
+    let req = unsafe { Request::from_ptr(r) }?;
+    guarded("request-done", req.server(), || {
+        #[cfg(feature = "panic-test")]
+        panic_test::maybe_panic(req, "request-done");
+        #[cfg(feature = "leak-test")]
+        leak_test::leak_now_and_then();
 
-    // Written in place by the closure (the probe's arg0 points here).
-    let mut payload = MaybeUninit::<DtHttpd>::uninit();
-    crate::httpd::request__done!(|| {
-        // SAFETY: our own slot, written (or left NULL) by on_request_start.
         let orig = req.original();
+        // SAFETY: our own slot, written (or left NULL) by start_hook.
         let mark = orig
-            .config_slot(module_index())
+            .config_slot(slot_index())
             .map_or(0, |slot| unsafe { slot.read() } as usize);
         let (id, flags, tls) = match Mark::decode(mark) {
             Mark::NoStart => (next_id(), FLAG_NO_START, None),
@@ -276,14 +348,18 @@ unsafe fn on_request_done(r: *mut ffi::request_rec) {
             now_us: apache::now_us(),
             tls,
         };
-        DtHttpd::done_in(&mut payload, orig, ev).args()
-    });
+        DtHttpd::done_in(out, orig, ev)
+    })
 }
 
-/// Runs a hook body; a panic is caught, logged once, and never reaches Apache.
-fn guarded(hook: &str, server: Option<&ffi::server_rec>, body: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
-        report_panic(hook, server, payload);
+/// Runs a hook body; a panic is caught, logged once, and never reaches Apache (`None`).
+fn guarded<T>(hook: &str, server: Option<&ffi::server_rec>, body: impl FnOnce() -> T) -> Option<T> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(v) => Some(v),
+        Err(payload) => {
+            report_panic(hook, server, payload);
+            None
+        }
     }
 }
 
@@ -353,7 +429,7 @@ mod leak_test {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FakeRequest, load_module, logged};
+    use crate::testing::{FakeRequest, cstr_at, load_module, logged};
 
     #[test]
     fn a_panicking_body_is_contained_and_logged_once() {
@@ -374,9 +450,12 @@ mod tests {
         unsafe {
             assert_eq!(post_read_request(ptr::null_mut()), ffi::DECLINED);
             assert_eq!(log_transaction(ptr::null_mut()), ffi::DECLINED);
-            on_request_start(ptr::null_mut());
-            on_request_done(ptr::null_mut());
         }
+        start_hook(ptr::null_mut());
+        done_hook(ptr::null_mut());
+        let mut p = MaybeUninit::uninit();
+        assert!(start_payload(ptr::null_mut(), &mut p).is_none());
+        assert!(done_payload(ptr::null_mut(), &mut p).is_none());
     }
 
     #[test]
@@ -384,9 +463,8 @@ mod tests {
         load_module();
         let mut f = FakeRequest::new();
         f.set_method("GET").set_uri("/");
-        // SAFETY: a complete fake request.
-        unsafe { on_request_start(f.request_mut() as *mut _) };
-        let slot = f.request().config_slot(module_index()).unwrap();
+        start_hook(f.request_mut() as *mut _);
+        let slot = f.request().config_slot(slot_index()).unwrap();
         // No tracer here: request-start did not fire, but the mark is set.
         assert_eq!(
             Mark::decode(unsafe { slot.read() } as usize),
@@ -426,10 +504,45 @@ mod tests {
         let mut orig = FakeRequest::new();
         let mut redirected = FakeRequest::new();
         FakeRequest::chain(&mut orig, &mut redirected);
-        // SAFETY: complete fake requests.
-        unsafe { on_request_start(redirected.request_mut() as *mut _) };
-        let slot = redirected.request().config_slot(module_index()).unwrap();
+        // What request-start does when traced: nothing for the redirect, no id taken.
+        let mut p = MaybeUninit::uninit();
+        assert!(start_payload(redirected.request_mut() as *mut _, &mut p).is_none());
+        let slot = redirected.request().config_slot(slot_index()).unwrap();
         assert!(unsafe { slot.read() }.is_null());
+    }
+
+    #[test]
+    fn traced_start_and_done_agree_on_the_payload_and_the_id() {
+        let _one_at_a_time = SEEDING.lock().unwrap_or_else(|e| e.into_inner());
+        load_module();
+        let mut f = FakeRequest::new();
+        f.set_method("GET").set_uri("/traced?q=1");
+        let r = f.request_mut() as *mut ffi::request_rec;
+        // What the probe backends call once request-start, then request-done, is traced.
+        let mut start = MaybeUninit::uninit();
+        let s = start_payload(r, &mut start).expect("request-start fires");
+        let (a0, a1, a2, _, a4, _) = s.args();
+        assert_eq!(
+            a0,
+            start.as_ptr() as usize,
+            "arg0 is the payload built in place"
+        );
+        assert_eq!(
+            (cstr_at(a1 as _), cstr_at(a2 as _), a4),
+            ("GET".into(), "/traced?q=1".into(), 0)
+        );
+        // SAFETY: start_payload built it.
+        let id = unsafe { start.assume_init() }.dt_rqid;
+        let slot = f.request().config_slot(slot_index()).unwrap();
+        assert_eq!(
+            Mark::decode(unsafe { slot.read() } as usize),
+            Mark::Fired { id, tls: false }
+        );
+        let mut done = MaybeUninit::uninit();
+        let d = done_payload(r, &mut done).expect("request-done fires");
+        let (at, got) = (d as *const DtHttpd, (d.dt_rqid, d.dt_flags & FLAG_NO_START));
+        assert_eq!(at, done.as_ptr(), "built in place");
+        assert_eq!(got, (id, 0));
     }
 
     /// The tests that seed the process-wide id counter must not run at the same time.

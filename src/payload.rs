@@ -158,24 +158,8 @@ impl DtHttpd {
 
     /// The six probe arguments for this payload; `self` must stay where it is while the
     /// probe fires (arg0 is its address).
-    ///
-    /// The `usdt` crate's probe site is an `asm!` block declared `nomem`: to the compiler it
-    /// reads no memory, only its register arguments. Nothing else reads the payload, so once
-    /// it is built inline the compiler may drop every store to it, and the tracer would read
-    /// stale stack through arg0 (it did, the moment `build` was inlined: the request tests
-    /// caught it). An empty `asm!` that takes the payload's address and may read memory
-    /// keeps the stores: they must be done before it runs, and it runs before the probe
-    /// site (two `asm!` blocks with side effects are never reordered).
     #[inline(always)]
     pub fn args(&self) -> ProbeArgs {
-        // SAFETY: an empty instruction sequence; it only claims that it may read `*self`.
-        unsafe {
-            std::arch::asm!(
-                "/* {0}: the probe reads the payload here */",
-                in(reg) self as *const DtHttpd,
-                options(nostack, preserves_flags, readonly),
-            );
-        }
         (
             self as *const DtHttpd as usize,
             self.dt_method as usize,

@@ -288,9 +288,14 @@ extern "C" fn ap_hook_child_init(
 ) {
 }
 
-/// Does what Apache does when it loads the module: assign its index.
+/// Does what Apache does when it loads the module: assign its index (and what register_hooks
+/// does with it).
 pub fn load_module() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    // SAFETY: written once, before the tests read it, as Apache does at load time.
-    ONCE.call_once(|| unsafe { crate::dtprovider_module.module_index = 3 });
+    ONCE.call_once(|| {
+        // SAFETY: written once, before the tests read it, as Apache does at load time.
+        unsafe { crate::dtprovider_module.module_index = 3 };
+        // What register_hooks then does with it.
+        crate::hooks::set_slot_index(3);
+    });
 }

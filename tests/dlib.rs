@@ -1,5 +1,6 @@
 //! What can be checked of httpd.d and the D examples without DTrace (there is none on
-//! Linux): the probes they name exist in the built module, every rq_/ci_/httpd_ name they use
+//! Linux): the probes they name exist in the module (its `usdt` backend build, the one DTrace
+//! systems run, and under Linux names in the module under test), every rq_/ci_/httpd_ name they use
 //! is defined by httpd.d, the translators fill every member from fields that exist, the
 //! pragmas a provider library needs are there, printf() argument counts match their formats,
 //! and each example has a bpftrace twin printing the same format. (httpd.d's dthttpd_t is
@@ -9,7 +10,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::process::Command;
 use support::*;
 
 fn strip_comments(s: &str) -> String {
@@ -287,27 +287,15 @@ fn httpd_d_is_a_proper_provider_library() {
     }
 }
 
-/// The probe names (`request-done`) in the built module's stapsdt notes for provider httpd.
+/// The probe names DTrace systems see (`request-done`): those of the module's `usdt` backend
+/// build, which is what illumos, FreeBSD and macOS run. They must also be the module's Linux
+/// names (`request__done`) with DTrace's rule applied (`__` becomes `-`).
 fn module_probes() -> BTreeSet<String> {
-    let out = Command::new("readelf")
-        .arg("-n")
-        .arg(built_module())
-        .output()
-        .expect("readelf (binutils)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut v = BTreeSet::new();
-    let mut provider = String::new();
-    for l in text.lines() {
-        let l = l.trim();
-        if let Some(p) = l.strip_prefix("Provider: ") {
-            provider = p.to_string();
-        } else if let Some(n) = l.strip_prefix("Name: ") {
-            if provider == "httpd" {
-                v.insert(n.to_string());
-            }
-        }
-    }
-    v
+    let dtrace: Vec<String> = note_names(&Backend::Usdt.module());
+    let linux: Vec<String> = note_names(&built_module());
+    let from_linux: Vec<String> = linux.iter().map(|n| n.replace("__", "-")).collect();
+    assert_eq!(dtrace, from_linux, "usdt backend vs Linux notes");
+    dtrace.into_iter().collect()
 }
 
 fn d_examples() -> Vec<(String, String)> {

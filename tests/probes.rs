@@ -1,6 +1,11 @@
 //! End to end: a real Apache (event, worker, prefork) with the built module, bpftrace attached
 //! to it by path, and every probe argument and dthttpd_t field checked for a matrix of
 //! requests, against what was sent and what Apache's access log says.
+//!
+//! Every test runs twice: on the module under test (the `sdt` probe backend, probes
+//! `request__start`/`request__done`) and on the same module built with the `usdt` backend
+//! (`DTPROVIDER_BACKEND=usdt`, built once into target/usdt-backend; probes `request-start`/
+//! `request-done`), which is the hook code illumos, FreeBSD and macOS run.
 
 mod support;
 
@@ -115,11 +120,16 @@ fn one<'a>(events: &'a [Event], start: bool, uri: &str) -> &'a Event {
     m[0]
 }
 
-fn check_matrix(mpm: Mpm) {
-    if !need_tracing(&format!("request matrix ({})", mpm.name())) {
+fn check_matrix(mpm: Mpm, backend: Backend) {
+    if !need_tracing(&format!(
+        "request matrix ({}, {})",
+        mpm.name(),
+        backend.name()
+    )) {
         return;
     }
     let mut opts = ApacheOpts::new(mpm);
+    opts.backend = backend;
     opts.h2c = opts.h2c && module_has_http2();
     let mut a = Apache::start(opts);
     let t = Tracer::start(TRACE_ALL, &a.module);
@@ -381,8 +391,9 @@ fn check_matrix(mpm: Mpm) {
         assert_eq!(e.raddr, "127.0.0.1");
     }
     eprintln!(
-        "{}: {} starts, {} dones, {} access-log lines: all fields checked",
+        "{} ({}): {} starts, {} dones, {} access-log lines: all fields checked",
         mpm.name(),
+        backend.name(),
         starts.len(),
         dones.len(),
         log.len()
@@ -391,17 +402,32 @@ fn check_matrix(mpm: Mpm) {
 
 #[test]
 fn request_matrix_event() {
-    check_matrix(Mpm::Event);
+    check_matrix(Mpm::Event, Backend::Sdt);
 }
 
 #[test]
 fn request_matrix_worker() {
-    check_matrix(Mpm::Worker);
+    check_matrix(Mpm::Worker, Backend::Sdt);
 }
 
 #[test]
 fn request_matrix_prefork() {
-    check_matrix(Mpm::Prefork);
+    check_matrix(Mpm::Prefork, Backend::Sdt);
+}
+
+#[test]
+fn request_matrix_event_usdt_backend() {
+    check_matrix(Mpm::Event, Backend::Usdt);
+}
+
+#[test]
+fn request_matrix_worker_usdt_backend() {
+    check_matrix(Mpm::Worker, Backend::Usdt);
+}
+
+#[test]
+fn request_matrix_prefork_usdt_backend() {
+    check_matrix(Mpm::Prefork, Backend::Usdt);
 }
 
 /// TLS: `dt_flags` bit 0 at request-start and request-done of requests on a TLS port (HTTP/1.1
@@ -409,7 +435,16 @@ fn request_matrix_prefork() {
 /// only: there was no request-start to learn it from), and never on the cleartext port.
 #[test]
 fn tls_requests_are_flagged_at_start_and_done() {
-    if !need_tracing("TLS flag") {
+    tls_flag(Backend::Sdt);
+}
+
+#[test]
+fn tls_requests_are_flagged_at_start_and_done_usdt_backend() {
+    tls_flag(Backend::Usdt);
+}
+
+fn tls_flag(backend: Backend) {
+    if !need_tracing(&format!("TLS flag ({})", backend.name())) {
         return;
     }
     let certs = scratch_dir("tls-cert");
@@ -450,6 +485,7 @@ fn tls_requests_are_flagged_at_start_and_done() {
         ));
     }
     let mut opts = ApacheOpts::new(Mpm::Event);
+    opts.backend = backend;
     opts.h2c = false; // cleartext h2c is not what this test is about
     opts.extra = extra;
     let mut a = Apache::start(opts);
@@ -704,10 +740,21 @@ fn rejected_requests_carry_the_request_line_apache_read() {
 /// request-done events as access-log lines, and every start's id has its done.
 #[test]
 fn thousand_concurrent_requests_lose_nothing() {
-    if !need_tracing("fidelity under concurrency") {
+    concurrent_requests(Backend::Sdt);
+}
+
+#[test]
+fn thousand_concurrent_requests_lose_nothing_usdt_backend() {
+    concurrent_requests(Backend::Usdt);
+}
+
+fn concurrent_requests(backend: Backend) {
+    if !need_tracing(&format!("fidelity under concurrency ({})", backend.name())) {
         return;
     }
-    let a = Apache::start(ApacheOpts::new(Mpm::Event));
+    let mut opts = ApacheOpts::new(Mpm::Event);
+    opts.backend = backend;
+    let a = Apache::start(opts);
     let t = Tracer::start(include_str!("support/count-ids.bt"), &a.module);
     let ok = load(a.addr(), "/page.html", 60, 20);
     assert_eq!(ok, 1200, "every request must eventually be answered");
@@ -757,15 +804,25 @@ fn check_ids(out: &str, log_lines: usize, expected: usize) {
 /// request-done flags exactly the requests Apache rejected while reading them.
 #[test]
 fn request_done_alone_still_tells_rejected_requests_apart() {
-    if !need_tracing("request-done traced alone") {
+    request_done_alone(Backend::Sdt);
+}
+
+#[test]
+fn request_done_alone_still_tells_rejected_requests_apart_usdt_backend() {
+    request_done_alone(Backend::Usdt);
+}
+
+fn request_done_alone(backend: Backend) {
+    if !need_tracing(&format!("request-done traced alone ({})", backend.name())) {
         return;
     }
     let mut opts = ApacheOpts::new(Mpm::Event);
+    opts.backend = backend;
     opts.h2c = false;
     let mut a = Apache::start(opts);
     let t = Tracer::start(
         "BEGIN { printf(\"READY\\n\"); }\n\
-         usdt:@MODULE@:httpd:request-done {\n\
+         usdt:@MODULE@:httpd:request__done {\n\
          \tprintf(\"D %d %d %s\\n\", arg4, *(uint8 *)(arg0 + 15), str(arg2));\n}\n",
         &a.module,
     );
@@ -801,11 +858,16 @@ fn request_done_alone_still_tells_rejected_requests_apart() {
 
 /// Tracing survives graceful restarts (the module is unloaded and reloaded), a tracer attached
 /// before Apache started, and detach/re-attach, under every MPM.
-fn tracer_lifecycle(mpm: Mpm) {
-    if !need_tracing(&format!("tracer lifecycle ({})", mpm.name())) {
+fn tracer_lifecycle(mpm: Mpm, backend: Backend) {
+    if !need_tracing(&format!(
+        "tracer lifecycle ({}, {})",
+        mpm.name(),
+        backend.name()
+    )) {
         return;
     }
     let mut opts = ApacheOpts::new(mpm);
+    opts.backend = backend;
     opts.h2c = false;
     opts.ipv6 = false;
     // Attach first, then start Apache.
@@ -837,17 +899,32 @@ fn tracer_lifecycle(mpm: Mpm) {
 
 #[test]
 fn tracer_lifecycle_event() {
-    tracer_lifecycle(Mpm::Event);
+    tracer_lifecycle(Mpm::Event, Backend::Sdt);
 }
 
 #[test]
 fn tracer_lifecycle_worker() {
-    tracer_lifecycle(Mpm::Worker);
+    tracer_lifecycle(Mpm::Worker, Backend::Sdt);
 }
 
 #[test]
 fn tracer_lifecycle_prefork() {
-    tracer_lifecycle(Mpm::Prefork);
+    tracer_lifecycle(Mpm::Prefork, Backend::Sdt);
+}
+
+#[test]
+fn tracer_lifecycle_event_usdt_backend() {
+    tracer_lifecycle(Mpm::Event, Backend::Usdt);
+}
+
+#[test]
+fn tracer_lifecycle_worker_usdt_backend() {
+    tracer_lifecycle(Mpm::Worker, Backend::Usdt);
+}
+
+#[test]
+fn tracer_lifecycle_prefork_usdt_backend() {
+    tracer_lifecycle(Mpm::Prefork, Backend::Usdt);
 }
 
 /// Without a tracer, the module changes nothing Apache does: same responses, same log.

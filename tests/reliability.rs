@@ -447,7 +447,7 @@ fn hostile_prefork_untraced() {
 /// bpftrace script for churn windows: every request-done's key fields.
 const CHURN_BT: &str = r#"
 BEGIN { printf("READY\n"); }
-usdt:@MODULE@:httpd:request-done {
+usdt:@MODULE@:httpd:request__done {
 	printf("D %d %llu %d %d\n", pid, *(uint64 *)(arg0 + 32), *(uint16 *)(arg0 + 12), arg4);
 }
 "#;
@@ -864,7 +864,7 @@ fn measure_memory(mpm: Mpm, module: Option<&Path>, target: u64) -> MemoryRun {
     }
     let a = a.launch();
     let t = Tracer::start(
-        "BEGIN { printf(\"READY\\n\"); }\nusdt:@MODULE@:httpd:request-start { @s = count(); }\nusdt:@MODULE@:httpd:request-done { @d = count(); }\n",
+        "BEGIN { printf(\"READY\\n\"); }\nusdt:@MODULE@:httpd:request__start { @s = count(); }\nusdt:@MODULE@:httpd:request__done { @d = count(); }\n",
         &a.module,
     );
     let url = a.url("/page.html");
@@ -1021,23 +1021,7 @@ fn memory_check_flags_a_small_leak() {
 /// The module built with a test-only feature (`panic-test`, `leak-test`), in its own target
 /// directory (target/<feature>).
 fn feature_module(feature: &str) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target = root.join("target").join(feature);
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--lib",
-            "--features",
-            feature,
-            "--target-dir",
-        ])
-        .arg(&target)
-        .current_dir(root)
-        .status()
-        .expect("run cargo");
-    assert!(status.success(), "building the {feature} module failed");
-    target.join("release/libmod_dtprovider.so")
+    variant_module(feature, &[feature], &[])
 }
 
 #[test]

@@ -60,13 +60,17 @@ impl IdleResult {
     }
 }
 
-/// The four configurations. The floor module and mod_dtprovider are loaded from paths of the
-/// same length (`so-1/module.so`, `so-2/module.so`) under symbols and module names of the same
-/// length: Apache copies these strings into its configuration pool, so a byte more or less in
-/// them shifts the alignment of everything allocated after them (the document root among
-/// others), which moves `strcmp` inside `ap_directory_walk` by tens of instructions per
-/// request, in either direction, without any work by the module.
-pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> R<Vec<Variant>> {
+/// The five configurations. The floor module and both builds of mod_dtprovider are loaded from
+/// paths of the same length (`so-1/module.so`, `so-2/module.so`, `so-3/module.so`) under symbols
+/// and module names of the same length: Apache copies these strings into its configuration
+/// pool, so a byte more or less in them shifts the alignment of everything allocated after them
+/// (the document root among others), which moves `strcmp` inside `ap_directory_walk` by tens of
+/// instructions per request, in either direction, without any work by the module.
+///
+/// `module_so` is the module as this machine's build has it (the `sdt` probe backend on x86-64
+/// Linux), `usdt_so` the same module built with `DTPROVIDER_BACKEND=usdt`: the hook code of the
+/// DTrace systems' builds, which on Linux tests the `usdt` crate's semaphores instead.
+pub fn variants(work: &Path, floor_so: &Path, module_so: &Path, usdt_so: &Path) -> R<Vec<Variant>> {
     let place = |slot: usize, from: &Path| -> R<PathBuf> {
         let d = work.join(format!("so-{slot}"));
         util::mkdir(&d)?;
@@ -77,6 +81,7 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> R<Vec<Variant
     };
     let floor_so = place(1, floor_so)?;
     let module_so = place(2, module_so)?;
+    let usdt_so = place(3, usdt_so)?;
     let log = work.join("idle-access.log");
     Ok(vec![
         Variant {
@@ -102,6 +107,15 @@ pub fn variants(work: &Path, floor_so: &Path, module_so: &Path) -> R<Vec<Variant
                 module_so.display()
             )],
             object: Some(module_so),
+        },
+        Variant {
+            name: "module-usdt",
+            what: "mod_dtprovider, usdt backend, not traced",
+            extra: vec![format!(
+                "LoadModule dtprovider_module {}",
+                usdt_so.display()
+            )],
+            object: Some(usdt_so),
         },
         Variant {
             name: "accesslog",

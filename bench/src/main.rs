@@ -37,6 +37,8 @@ use util::R;
 
 /// The targets.
 const IDLE_ABOVE_FLOOR_MAX: f64 = 5.0;
+/// The module's `usdt` backend (the DTrace systems' hook code) above the C floor, at most.
+const IDLE_USDT_ABOVE_FLOOR_MAX: f64 = 10.0;
 const IDLE_NOISE_MAX: f64 = 5.0;
 const TRACED_RATIO_MAX: f64 = 1.10;
 
@@ -213,6 +215,7 @@ fn real_main(o: &Opts) -> R<()> {
     if !built.exists() {
         return Err(format!("{} was not built", built.display()));
     }
+    let usdt = build_usdt_backend(&root, &target)?;
 
     let work = std::env::temp_dir().join(format!("dtprovider-bench-{}", std::process::id()));
     let _ = fs::remove_dir_all(&work);
@@ -226,11 +229,11 @@ fn real_main(o: &Opts) -> R<()> {
         }
     };
     if let Some(only) = &o.only {
-        let r = measure_only(only, &sz, &root, &work, &built);
+        let r = measure_only(only, &sz, &root, &work, &built, &usdt);
         done(r.is_ok());
         return r;
     }
-    let result = measure_all(o, &sz, &root, &work, &built);
+    let result = measure_all(o, &sz, &root, &work, &built, &usdt);
     done(result.is_ok());
     let report = result?;
 
@@ -264,10 +267,18 @@ struct Report {
     foot: footprint::FootprintResult,
 }
 
-fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> R<Report> {
+fn measure_all(
+    o: &Opts,
+    sz: &Sizes,
+    root: &Path,
+    work: &Path,
+    built: &Path,
+    usdt: &Path,
+) -> R<Report> {
     let copy = |dir: &str| copy_module(built, &work.join(dir));
     let module_compare = copy("mod-compare")?;
     let module_idle = copy("mod-idle")?;
+    let usdt_idle = copy_module(usdt, &work.join("mod-idle-usdt"))?;
     let module_harness = copy("mod-harness")?;
     let module_load = copy("mod-load")?;
 
@@ -275,7 +286,7 @@ fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> 
 
     let floor_so = build_floor(root, work)?;
     let hb = build_harness(root, work)?;
-    let idle_res = run_idle(work, &floor_so, &module_idle, sz)?;
+    let idle_res = run_idle(work, &floor_so, &module_idle, &usdt_idle, sz)?;
 
     step(&format!(
         "3/6 + 4/6 traced cost and allocations: harness, {} passes of {} rounds of {} requests, idle then traced",
@@ -312,6 +323,30 @@ fn measure_all(o: &Opts, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> 
         load_sizes: (sz.load.pairs, sz.load.secs, sz.load.threads, sz.load.conns),
         foot,
     })
+}
+
+/// The module with the `usdt` probe backend (`DTPROVIDER_BACKEND=usdt`: the hook code of the
+/// DTrace systems' builds), built into `<target>/usdt-backend` (which the tests build too); cargo
+/// finds it fresh when it is, so this is done even with `--no-build`.
+fn build_usdt_backend(root: &Path, target: &Path) -> R<PathBuf> {
+    step("building the module with the usdt backend (DTPROVIDER_BACKEND=usdt)");
+    let dir = target.join("usdt-backend");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    util::run(
+        Command::new(cargo)
+            .args([
+                "build",
+                "--release",
+                "--lib",
+                "-p",
+                "mod_dtprovider",
+                "--target-dir",
+            ])
+            .arg(&dir)
+            .env("DTPROVIDER_BACKEND", "usdt")
+            .current_dir(root),
+    )?;
+    Ok(dir.join("release/libmod_dtprovider.so"))
 }
 
 /// A copy of the built module as `dir/mod_dtprovider.so` (each section traces or loads its
@@ -352,8 +387,8 @@ fn build_floor(root: &Path, work: &Path) -> R<PathBuf> {
 /// The harness and the bare-probe floor libraries.
 struct HarnessBuild {
     harness: PathBuf,
-    /// `floor_probe.c` with its two probe sites widened to 5-byte NOPs, as build.rs widens the
-    /// module's: the floor for the module's own work (the same kernel path per probe).
+    /// `floor_probe.c` with its two probe sites widened to 5-byte NOPs, like the module's
+    /// (src/probes/sdt.rs): the floor for the module's own work (the same kernel path per probe).
     floor: PathBuf,
     /// `floor_probe.c` as `<sys/sdt.h>` builds it (1-byte NOP sites, an int3 trap per probe):
     /// what a probe costs in any other USDT provider.
@@ -362,7 +397,7 @@ struct HarnessBuild {
 
 /// The instruction `<sys/sdt.h>` emits at a probe site, as `cc -S` writes it.
 const SDT_SITE: &str = "990: nop\n";
-/// The same site as a 5-byte NOP (the module's probe sites, see build.rs).
+/// The same site as a 5-byte NOP (the module's probe sites, see src/probes/sdt.rs).
 const NOP5_SITE: &str = "990: .byte 0x0f, 0x1f, 0x44, 0x00, 0x00\n";
 
 fn build_harness(root: &Path, work: &Path) -> R<HarnessBuild> {
@@ -426,6 +461,7 @@ fn run_idle(
     work: &Path,
     floor_so: &Path,
     module_idle: &Path,
+    usdt_idle: &Path,
     sz: &Sizes,
 ) -> R<Vec<idle::IdleResult>> {
     step(&format!(
@@ -435,7 +471,7 @@ fn run_idle(
         2 * sz.idle.n
     ));
     let mut idle_res = Vec::new();
-    for (slot, v) in idle::variants(work, floor_so, module_idle)?
+    for (slot, v) in idle::variants(work, floor_so, module_idle, usdt_idle)?
         .into_iter()
         .enumerate()
     {
@@ -476,7 +512,14 @@ fn run_enabled(hb: &HarnessBuild, module: &Path, sz: &Sizes) -> R<enabled::Enabl
 }
 
 /// `--only idle|traced|compare`: one section at full size, figures printed, nothing written.
-fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) -> R<()> {
+fn measure_only(
+    only: &str,
+    sz: &Sizes,
+    root: &Path,
+    work: &Path,
+    built: &Path,
+    usdt: &Path,
+) -> R<()> {
     let module = copy_module(built, &work.join("mod"))?;
     if only == "compare" {
         let r = run_compare(root, work, &module, sz)?;
@@ -484,8 +527,9 @@ fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) 
         compare::render(&mut text, &r);
         println!("{text}");
     } else if only == "idle" {
+        let usdt = copy_module(usdt, &work.join("mod-usdt"))?;
         let floor_so = build_floor(root, work)?;
-        let res = run_idle(work, &floor_so, &module, sz)?;
+        let res = run_idle(work, &floor_so, &module, &usdt, sz)?;
         for r in &res {
             println!(
                 "{:<45} {:>9.1} instr/request (se {:.1}, layout sd {:.1}), own code {:.1}, layouts {:?}",
@@ -501,8 +545,12 @@ fn measure_only(only: &str, sz: &Sizes, root: &Path, work: &Path, built: &Path) 
             );
         }
         let by = |n: &str| res.iter().find(|r| r.name == n).map(|r| r.mean());
-        if let (Some(m), Some(f)) = (by("module"), by("floor")) {
+        if let (Some(m), Some(u), Some(f)) = (by("module"), by("module-usdt"), by("floor")) {
             println!("module - floor: {:+.1} instructions/request", m - f);
+            println!(
+                "module (usdt backend) - floor: {:+.1} instructions/request",
+                u - f
+            );
         }
     } else {
         let hb = build_harness(root, work)?;
@@ -704,6 +752,14 @@ impl Report {
             noise2(module, floor),
             verdict(above_floor <= IDLE_ABOVE_FLOOR_MAX)
         );
+        let usdt = self.idle("module-usdt");
+        let usdt_above = usdt.mean() - floor.mean();
+        let _ = writeln!(
+            w,
+            "| idle: the usdt backend (the hooks illumos, FreeBSD and macOS run) at most {IDLE_USDT_ABOVE_FLOOR_MAX} instructions/request above the C floor module | {usdt_above:+.1} (noise ±{:.1}) | {} |",
+            noise2(usdt, floor),
+            verdict(usdt_above <= IDLE_USDT_ABOVE_FLOOR_MAX)
+        );
         let own_above = util::mean(&module.own_per_pair) - util::mean(&floor.own_per_pair);
         let _ = writeln!(
             w,
@@ -777,6 +833,8 @@ impl Report {
 
         // ---- 1. idle
         let (warm, n, pairs, layouts) = self.idle_sizes;
+        let usdt = self.idle("module-usdt");
+        let usdt_above = usdt.mean() - floor.mean();
         let _ = writeln!(w, "\n## 1. Idle cost (instructions per request)\n");
         let _ = writeln!(
             w,
@@ -854,9 +912,16 @@ impl Report {
              rejected while reading them) with one 32-bit compare in memory, its request-done \
              hook one with a 16-bit compare, and each branches on the result: four instructions \
              per hook. The C floor reads one 16-bit flag per hook and, its body being empty, \
-             compiles to four instructions per hook with no branch.",
+             compiles to four instructions per hook with no branch.\n\n\
+             The usdt backend (`DTPROVIDER_BACKEND=usdt`, the hook code of the builds for \
+             illumos, FreeBSD and macOS, where its test is DTrace's is-enabled probe) has no \
+             semaphore pair to test first: its request-start hook stores the request's mark \
+             (two NULL tests and a store) before its probe's is-enabled test, and on Linux each \
+             test reads the `usdt` crate's semaphore through the GOT. Against the C floor: \
+             **{usdt_above:+.1} ± {:.1} instructions/request**.",
             noise2(module, floor),
             access.mean() - none.mean(),
+            noise2(usdt, floor),
         );
 
         // ---- 2. traced
@@ -870,7 +935,7 @@ impl Report {
              them on a realistic `request_rec` (APR pool and tables, 6 request headers, IPv4 \
              `conn_rec`); the floor is the same harness calling two hooks in a C library that each \
              fire a bare, empty USDT probe behind a semaphore. The module's probe sites are 5-byte \
-             NOPs (build.rs widens usdt's 1-byte `nop`): from Linux 6.18 the kernel runs a uprobe \
+             NOPs (src/probes/sdt.rs; `<sys/sdt.h>` emits a 1-byte `nop`): from Linux 6.18 the kernel runs a uprobe \
              on a 5-byte NOP through a call into a trampoline rather than an int3 trap, at about \
              half the cost. The floor is built from `bench/c/floor_probe.c` with its sites widened \
              the same way (`cc -S`, the `990: nop` of `<sys/sdt.h>` replaced), so that both sides \

@@ -166,7 +166,7 @@ fn offline_build_from_the_tarball_is_the_module() {
         Command::new("readelf").arg("-n").arg(&module),
         "readelf -n",
     ));
-    for probe in ["request-start", "request-done"] {
+    for probe in ["request__start", "request__done"] {
         assert!(
             notes.contains(&format!("Provider: httpd\n    Name: {probe}\n")),
             "no httpd:{probe} stapsdt note:\n{notes}"
@@ -762,7 +762,7 @@ fn debian_package_builds_installs_traces_and_purges() {
         .output()
         .unwrap();
     let probes = String::from_utf8_lossy(&l.stdout).into_owned();
-    for p in ["httpd:request-start", "httpd:request-done"] {
+    for p in ["httpd:request__start", "httpd:request__done"] {
         assert!(
             probes.contains(p),
             "bpftrace -l does not list {p}:\n{probes}\n{}",
@@ -876,8 +876,8 @@ fn debian_package_builds_installs_traces_and_purges() {
         &script,
         format!(
             "BEGIN {{ printf(\"READY\\n\"); }}\n\
-             usdt:{MODULE}:httpd:request-start {{ printf(\"START %s\\n\", str(arg2)); }}\n\
-             usdt:{MODULE}:httpd:request-done {{ printf(\"DONE %s %d\\n\", str(arg2), arg4); }}\n"
+             usdt:{MODULE}:httpd:request__start {{ printf(\"START %s\\n\", str(arg2)); }}\n\
+             usdt:{MODULE}:httpd:request__done {{ printf(\"DONE %s %d\\n\", str(arg2), arg4); }}\n"
         ),
     )
     .unwrap();
@@ -936,11 +936,11 @@ fn debian_package_builds_installs_traces_and_purges() {
     let bt_err = err_thread.join().unwrap_or_default();
     assert!(
         lines.contains(&format!("START {uri}")),
-        "no request-start for {uri}: {lines:?}\n{bt_err}"
+        "no request__start for {uri}: {lines:?}\n{bt_err}"
     );
     assert!(
         lines.contains(&want_done),
-        "no request-done for {uri} with 200: {lines:?}\n{bt_err}"
+        "no request__done for {uri} with 200: {lines:?}\n{bt_err}"
     );
 
     // Stop Apache by its pid.

@@ -57,6 +57,115 @@ pub fn built_module() -> PathBuf {
     so
 }
 
+/// The module built with other build settings (a test-only feature, or another probe
+/// backend), in its own target directory, target/<name>, so that it never replaces the
+/// module under test. cargo builds it the first time and finds it fresh afterwards.
+pub fn variant_module(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = root.join("target").join(name);
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "--lib", "--target-dir"])
+        .arg(&target)
+        .env_remove("DTPROVIDER_BACKEND")
+        .envs(env.iter().copied())
+        .current_dir(root);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let status = cmd.status().expect("run cargo");
+    assert!(status.success(), "building the {name} module failed");
+    target.join("release/libmod_dtprovider.so")
+}
+
+/// The probe backend of a module build (src/probes/): `Sdt`, the module's own SDT notes
+/// (x86-64 Linux's default), or `Usdt`, the `usdt` crate's probes, which DTrace systems
+/// ship and a Linux build gets with `DTPROVIDER_BACKEND=usdt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sdt,
+    Usdt,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sdt, Backend::Usdt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sdt => "sdt",
+            Backend::Usdt => "usdt",
+        }
+    }
+
+    /// This backend's build of the module: the one this `cargo test` run built (sdt), or the
+    /// usdt backend built once into target/usdt-backend (by the first test that needs it).
+    pub fn module(self) -> PathBuf {
+        static USDT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        match self {
+            Backend::Sdt => built_module(),
+            Backend::Usdt => USDT
+                .get_or_init(|| {
+                    variant_module("usdt-backend", &[], &[("DTPROVIDER_BACKEND", "usdt")])
+                })
+                .clone(),
+        }
+    }
+
+    /// What this backend's notes call a probe of the provider definition (`request__start`):
+    /// the same name (sdt), or DTrace's spelling, `__` as `-` (usdt).
+    pub fn probe(self, name: &str) -> String {
+        match self {
+            Backend::Sdt => name.to_string(),
+            Backend::Usdt => name.replace("__", "-"),
+        }
+    }
+
+    /// The backend a module file was built with, told by the probe names in its notes.
+    pub fn of(module: &Path) -> Backend {
+        let names = note_names(module);
+        let with = |b: Backend| ["request__start", "request__done"].map(|p| b.probe(p));
+        for b in Backend::ALL {
+            let mut want = with(b).to_vec();
+            want.sort();
+            if names == want {
+                return b;
+            }
+        }
+        panic!("{}: unexpected probe notes {names:?}", module.display());
+    }
+
+    /// `script` (written with the Linux names, `httpd:request__start`) for this backend.
+    pub fn script(self, script: &str) -> String {
+        ["request__start", "request__done"]
+            .iter()
+            .fold(script.to_string(), |s, p| {
+                s.replace(&format!(":httpd:{p}"), &format!(":httpd:{}", self.probe(p)))
+            })
+    }
+}
+
+/// The names of the `httpd` probes in a module's `.note.stapsdt`, sorted (`readelf -n`).
+pub fn note_names(module: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(module)
+        .output()
+        .expect("readelf (binutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = Vec::new();
+    let mut provider = String::new();
+    for l in text.lines().map(str::trim) {
+        if let Some(p) = l.strip_prefix("Provider: ") {
+            provider = p.to_string();
+        } else if let Some(n) = l.strip_prefix("Name: ") {
+            if provider == "httpd" {
+                v.push(n.to_string());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
 pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
@@ -203,6 +312,8 @@ pub struct ApacheOpts {
     pub extra: String,
     /// Extra environment variables for the apache2 process.
     pub env: Vec<(String, String)>,
+    /// Which build of the module to load.
+    pub backend: Backend,
 }
 
 impl ApacheOpts {
@@ -214,6 +325,7 @@ impl ApacheOpts {
             h2c: mpm != Mpm::Prefork,
             extra: String::new(),
             env: Vec::new(),
+            backend: Backend::Sdt,
         }
     }
 }
@@ -269,7 +381,7 @@ impl Apache {
         }
         let module = dir.join("mod_dtprovider.so");
         if opts.with_module {
-            fs::copy(built_module(), &module).unwrap();
+            fs::copy(opts.backend.module(), &module).unwrap();
             chmod(&module, 0o755);
         }
         let conf = Self::config(&dir, port, &module, &opts);
@@ -587,7 +699,8 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Runs `script` (with `@MODULE@` replaced by `module`) and waits until its BEGIN probe
+    /// Runs `script` (with `@MODULE@` replaced by `module`, and the probes named as that
+    /// module's backend names them, see [`Backend::script`]) and waits until its BEGIN probe
     /// printed `READY`, i.e. every probe is attached.
     pub fn start(script: &str, module: &Path) -> Tracer {
         Self::start_with_args(script, module, &[])
@@ -596,6 +709,7 @@ impl Tracer {
     pub fn start_with_args(script: &str, module: &Path, args: &[&str]) -> Tracer {
         let dir = scratch_dir("bt");
         let file = dir.join("script.bt");
+        let script = Backend::of(module).script(script);
         fs::write(&file, script.replace("@MODULE@", module.to_str().unwrap())).unwrap();
         let mut cmd = Command::new("bpftrace");
         cmd.arg(&file)
@@ -783,7 +897,7 @@ pub fn parse_events(out: &str) -> Vec<Event> {
         };
         match f[0] {
             "E1" => {
-                e.start = f[3].ends_with("request-start");
+                e.start = f[3].ends_with(":request__start") || f[3].ends_with(":request-start");
                 e.pid = n(4) as u32;
                 e.tid = tid;
                 e.id = n(5);

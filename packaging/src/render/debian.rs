@@ -142,10 +142,14 @@ pub fn readme_debian(m: &Manifest) -> String {
     .unwrap();
     writeln!(
         r,
-        "The request-start and request-done probes are USDT (SystemTap SDT) probes"
+        "The probes httpd:request__start and httpd:request__done (DTrace spells them"
     )
     .unwrap();
-    writeln!(r, "in {module}. List them with\n").unwrap();
+    writeln!(
+        r,
+        "request-start and request-done) are USDT (SystemTap SDT) probes in\n{module}. List them with\n"
+    )
+    .unwrap();
     writeln!(r, "  bpftrace -l 'usdt:{module}:*'\n").unwrap();
     if let Some(bt) = message_example_bt(m) {
         writeln!(r, "and run a bpftrace example with\n").unwrap();
