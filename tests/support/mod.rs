@@ -191,6 +191,12 @@ pub fn need_tracing(test: &str) -> bool {
     if which("apache2").is_none() {
         missing.push("apache2 (apt-get install apache2 apache2-dev)");
     }
+    need_all(test, &missing)
+}
+
+/// True when nothing is `missing`; otherwise the test is skipped with a loud message naming
+/// what is missing, except under CI, where it fails.
+pub fn need_all(test: &str, missing: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
@@ -639,7 +645,7 @@ impl Drop for Apache {
 
 /// Removes a test's scratch directory once the test is done with it, unless the test is
 /// failing (a panic is unwinding): then its config, logs and tracer output stay for a look.
-fn remove_scratch_unless_failing(dir: &Path) {
+pub fn remove_scratch_unless_failing(dir: &Path) {
     if !thread::panicking() && dir.starts_with(std::env::temp_dir()) {
         let _ = fs::remove_dir_all(dir);
     }
