@@ -40,16 +40,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// The probes as bpftrace names them: the one place to change if they are renamed.
-const START_PROBE: &str = "request-start";
-const DONE_PROBE: &str = "request-done";
-
 /// Pass 3's tracer: a line per request-start (`S id`) and per request-done
 /// (`D id flags status method uri`), and the request-done count per status. Reads `dt_rqid`
 /// (offset 0) and `dt_flags` (offset 15) of `dthttpd_t` (README's table), and arg1, arg2, arg4.
 const TRACE_SCRIPT: &str = r#"BEGIN { printf("READY\n"); }
-usdt:@MODULE@:httpd:@START@ { printf("S\t%llu\n", *(uint64 *)arg0); }
-usdt:@MODULE@:httpd:@DONE@ {
+usdt:@MODULE@:httpd:request__start { printf("S\t%llu\n", *(uint64 *)arg0); }
+usdt:@MODULE@:httpd:request__done {
 	@status[arg4] = count();
 	printf("D\t%llu\t%d\t%d\t%s\t%s\n", *(uint64 *)arg0, *(uint8 *)(arg0 + 15), arg4,
 	    str(arg1), str(arg2));
@@ -234,10 +230,8 @@ fn run_pass(src: &Source, built: &Path, mpm: Mpm, kind: Kind) -> Pass {
     let conf = pf.join("t/conf/httpd.conf");
     check_config(&pf, mpm, kind != Kind::Baseline);
     let tracer = (kind == Kind::Traced).then(|| {
-        let script = TRACE_SCRIPT
-            .replace("@START@", START_PROBE)
-            .replace("@DONE@", DONE_PROBE);
-        Tracer::start(&script, &module)
+        // Tracer::start names the probes as the module's backend does.
+        Tracer::start(TRACE_SCRIPT, &module)
     });
     let run = run_suite(dir, &tap, &module);
     // t/TEST may have regenerated the configuration: check what Apache really ran with.
