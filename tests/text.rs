@@ -81,8 +81,6 @@ struct Tree {
 
 impl Tree {
     fn read() -> Tree {
-        let mut paths = BTreeSet::new();
-        let mut names = BTreeSet::new();
         let mut tops = BTreeSet::new();
         fn walk(root: &Path, rel: &Path, t: &mut (BTreeSet<String>, BTreeSet<String>)) {
             let Ok(rd) = fs::read_dir(root.join(rel)) else {
@@ -103,7 +101,7 @@ impl Tree {
         }
         let mut t = (BTreeSet::new(), BTreeSet::new());
         walk(&root(), Path::new(""), &mut t);
-        (paths, names) = t;
+        let (paths, names) = t;
         for p in &paths {
             if !p.contains('/') && root().join(p).is_dir() && !p.starts_with('.') {
                 tops.insert(p.clone());
