@@ -4,7 +4,7 @@
 //!    `APXS` and `APR_CONFIG` override the tools) and runs bindgen over a small allowlist, so
 //!    no struct layout is ever copied by hand.
 //! 2. Passes the link arguments the module needs: on Linux `-z separate-loadable-segments`
-//!    (see "The semaphore trap" in README.md), on macOS `-undefined dynamic_lookup` (the
+//!    (semaphores on a page of their own: tests/elf.rs), on macOS `-undefined dynamic_lookup` (the
 //!    `ap_*`/`apr_*` symbols come from the httpd process that loads the module).
 //! 3. Chooses the probe backend, `cfg(dtprovider_backend = "sdt")` or `"usdt"` (see
 //!    `src/probes/mod.rs`): the module's own SystemTap SDT notes on x86-64 Linux, the `usdt`

@@ -10,16 +10,9 @@
  * mod_remoteip took from X-Forwarded-For. Bytes are response body bytes, as %B
  * logs them. Each list is sorted by its value, smallest first.
  *
- * Example output (the format; this output was printed by the bpftrace twin,
- * http-clients.bt, on Linux):
- *
- * # dtrace -s http-clients.d
- * Tracing Apache requests by client... Hit Ctrl-C to end.
- * ^C
- * @requests[::1]: 1
- * @requests[127.0.0.1]: 15
- * @bytes[::1]: 46
- * @bytes[127.0.0.1]: 40655
+ * Example output: in the source tree, examples/README.md ("http-clients") shows
+ * the real output of the bpftrace twin, http-clients.bt, which prints the same
+ * lines in the same format.
  */
 
 #pragma D option quiet

@@ -10,15 +10,9 @@
  * Apache rejected while reading them (400, 408, 414, ...) count too, usually with
  * an empty URL. Least frequent first.
  *
- * Example output (the format; this output was printed by the bpftrace twin,
- * http-errors.bt, on Linux):
- *
- * # dtrace -s http-errors.d
- * Tracing Apache 4xx and 5xx responses... Hit Ctrl-C to end.
- * ^C
- * @errors[404, /nope]: 1
- * @errors[404, /missing.html?from=demo]: 1
- * @errors[404, /missing.css]: 1
+ * Example output: in the source tree, examples/README.md ("http-errors") shows the
+ * real output of the bpftrace twin, http-errors.bt, which prints the same lines in
+ * the same format.
  */
 
 #pragma D option quiet

@@ -12,19 +12,10 @@
  * from the probe's arg5, which DTrace on macOS loses. Every completed request
  * counts, rejected ones included.
  *
- * Example output (the format; below the title line the histogram is DTrace's
- * quantize(), where the bpftrace twin prints bpftrace's hist()):
- *
- * # dtrace -s http-requests-bylatency.d
- * Tracing Apache request latency... Hit Ctrl-C to end.
- * ^C
- * @latency_us:
- *            value  ------------- Distribution ------------- count
- *               16 |                                         0
- *               32 |@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@          34
- *               64 |@@@@@@@                                  8
- *              128 |@                                        1
- *              256 |                                         0
+ * Example output: in the source tree, examples/README.md
+ * ("http-requests-bylatency") shows the real output of the bpftrace twin,
+ * http-requests-bylatency.bt, which prints the same title line, and bpftrace's
+ * hist() where this script prints DTrace's quantize().
  */
 
 #pragma D option quiet

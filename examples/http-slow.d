@@ -12,14 +12,9 @@
  * method, URI. Latency is rq_latency_us, measured by the module (read from the
  * struct, not from the probe's arg5, which DTrace on macOS loses).
  *
- * Example output (the format; this output was printed by the bpftrace twin,
- * http-slow.bt, on Linux):
- *
- * # dtrace -s http-slow.d 200
- * Tracing Apache requests slower than 200 ms... Hit Ctrl-C to end.
- *   time         ms sta client           logid                       method uri
- *  0.829    411.983 200 127.0.0.1        awguPVLxpufENE7YZlI5-wAAAFQ GET    /slow.cgi?400
- * ^C
+ * Example output: in the source tree, examples/README.md ("http-slow") shows the
+ * real output of the bpftrace twin, http-slow.bt, which prints the same lines in
+ * the same format.
  */
 
 #pragma D option quiet

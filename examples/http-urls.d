@@ -11,24 +11,9 @@
  * The path is rq_path at request-done: the URI's path without the query string, as
  * Apache decoded and normalized it (/a%62c and /x/../abc both count as /abc).
  *
- * Example output (the format; this output was printed by the bpftrace twin,
- * http-urls.bt, on Linux):
- *
- * # dtrace -s http-urls.d
- * Tracing Apache requests by URL path and status... Hit Ctrl-C to end.
- * 2026 Nov 26 13:03:54
- * @urls[/old-page, 301]: 1
- * @urls[/missing.css, 404]: 1
- * @urls[/nope, 404]: 1
- * @urls[/docs/index.html, 200]: 1
- * @urls[/missing.html, 404]: 1
- * @urls[/docs/, 200]: 1
- * @urls[/slow.cgi, 200]: 2
- * @urls[/big.txt, 200]: 2
- * @urls[/, 200]: 2
- * @urls[/about.html, 200]: 4
- * ^C
- * 2026 Nov 26 13:03:56
+ * Example output: in the source tree, examples/README.md ("http-urls") shows the
+ * real output of the bpftrace twin, http-urls.bt, which prints the same lines in
+ * the same format.
  */
 
 #pragma D option quiet

@@ -1,6 +1,6 @@
 /*
  * The httpd provider of mod_dtprovider: the probe interface, a public contract.
- * See README.md ("Probe reference") for the meaning of every argument, and httpd.d
+ * See docs/probes.md for the meaning of every argument, and httpd.d
  * for the D library that translates arg0 into conninfo_t / httpd_rqinfo_t.
  *
  *   arg0  uintptr_t  address of this request's dthttpd_t (valid while the probe fires)

@@ -8,7 +8,7 @@
 //! 4. [`hooks`]: the Apache hooks that fire the probes (through `probes`, one backend per
 //!    build), and the exported module record.
 //!
-//! The probe interface is documented in README.md ("Probe reference").
+//! The probe interface is documented in docs/probes.md.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

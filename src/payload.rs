@@ -1,6 +1,6 @@
 //! Layer 3: the probe payload, `dthttpd_t`, and the six probe arguments.
 //!
-//! The struct layout is a public compatibility contract (README.md, "Probe reference";
+//! The struct layout is a public compatibility contract (docs/probes.md ("dthttpd_t");
 //! `httpd.d` declares the same struct for DTrace). Its first fields are exactly mod_usdt's
 //! LP64 layout, so translators already in the wild keep working; the fields mod_usdt left
 //! as zeroed padding now carry data. Fields may only ever be appended after the last one.
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn layout_is_the_contract() {
-        // The table in README.md ("dthttpd_t"); src/contract.rs checks httpd.d and every
+        // The table in docs/probes.md ("dthttpd_t"); src/contract.rs checks httpd.d and every
         // bpftrace script's struct against the same layout.
         assert_eq!(offset_of!(DtHttpd, dt_rqid), 0);
         assert_eq!(offset_of!(DtHttpd, dt_status), 8);
@@ -238,11 +238,11 @@ mod tests {
             end = off + size;
         }
         assert_eq!(end, size_of::<DtHttpd>());
-        // README.md's "dthttpd_t" table: | offset | type | `field` | meaning |
-        let readme = include_str!("../README.md");
-        let table = &readme[readme
-            .find("### dthttpd_t")
-            .expect("README has the dthttpd_t section")..];
+        // docs/probes.md's "dthttpd_t" table: | offset | type | `field` | meaning |
+        let reference = include_str!("../docs/probes.md");
+        let table = &reference[reference
+            .find("\n## dthttpd_t\n")
+            .expect("docs/probes.md has the dthttpd_t section")..];
         let doc: Vec<(String, usize, usize)> = table
             .lines()
             .skip_while(|l| !l.starts_with("| offset"))
@@ -255,7 +255,7 @@ mod tests {
                     "uint16" => 2,
                     "uint8" => 1,
                     "char *" => 8,
-                    other => panic!("unknown type {other} in README"),
+                    other => panic!("unknown type {other} in docs/probes.md"),
                 };
                 (
                     c[3].trim_matches('`').to_string(),
@@ -268,7 +268,10 @@ mod tests {
             .into_iter()
             .map(|(n, o, s)| (n.to_string(), o, s))
             .collect();
-        assert_eq!(doc, rust, "README.md's dthttpd_t table vs the Rust struct");
+        assert_eq!(
+            doc, rust,
+            "docs/probes.md's dthttpd_t table vs the Rust struct"
+        );
     }
 
     fn ev(id: u64, now: i64) -> Event {

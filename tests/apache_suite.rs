@@ -42,7 +42,7 @@ use support::*;
 
 /// Pass 3's tracer: a line per request-start (`S id`) and per request-done
 /// (`D id flags status method uri`), and the request-done count per status. Reads `dt_rqid`
-/// (offset 0) and `dt_flags` (offset 15) of `dthttpd_t` (README's table), and arg1, arg2, arg4.
+/// (offset 0) and `dt_flags` (offset 15) of `dthttpd_t` (docs/probes.md's table), and arg1, arg2, arg4.
 const TRACE_SCRIPT: &str = r#"BEGIN { printf("READY\n"); }
 usdt:@MODULE@:httpd:request__start { printf("S\t%llu\n", *(uint64 *)arg0); }
 usdt:@MODULE@:httpd:request__done {

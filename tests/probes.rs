@@ -562,8 +562,8 @@ fn tls_flag(backend: Backend) {
 
 /// Requests Apache rejects while reading them fire request-done only, with the fields Apache
 /// had parsed when it gave up, and in dt_reqline the request line Apache read: exactly what the
-/// access log's `%r` shows, also where the method and URI are empty. (README.md, "Rejected
-/// requests", is this table.)
+/// access log's `%r` shows, also where the method and URI are empty. (docs/probes.md ("Rejected
+/// requests") is this table.)
 #[test]
 fn rejected_requests_carry_the_request_line_apache_read() {
     if !need_tracing("rejected requests") {

@@ -1,8 +1,8 @@
 //! Hostile traffic, tracer churn, restarts, memory, panics and idle silence: Apache never falls
 //! over, and no event is lost or invented.
 //!
-//! The memory check (issue 5: over 500,000 traced requests each Apache child's RSS grows by
-//! less than 1 %) runs in the default run under the event MPM, together with its proof that
+//! The memory check (over 500,000 traced requests each Apache child's RSS grows by less
+//! than 1 %) runs in the default run under the event MPM, together with its proof that
 //! it can fail: the same measurement over a test-only build that leaks 32 bytes every 128th
 //! traced request must report growth above the bound. How it measures, and why, is described
 //! at the "memory" section below.
@@ -11,8 +11,9 @@
 //! memory tests, plus about a minute each the first time the `panic-test` and `leak-test`
 //! modules are built; `DTPROVIDER_SOAK=1` runs the churn and memory checks longer and under
 //! every MPM. Each test prints its figures; `DTPROVIDER_REPORT=1` also writes them into
-//! README.md's "Reliability figures" section. Tests that need root, tracefs, bpftrace, wrk or
-//! strace skip loudly without them, and fail when `CI` is set.
+//! RELIABILITY.md ("The reliability suite"), between its `reliability` markers. Tests that
+//! need root, tracefs, bpftrace, wrk or strace skip loudly without them, and fail when `CI`
+//! is set.
 
 mod support;
 
@@ -53,13 +54,14 @@ fn report(key: &str, line: String) {
     }
 }
 
-/// Replaces README.md's reliability section with the figures gathered so far (sorted).
+/// Replaces the table between RELIABILITY.md's `reliability` markers with the figures gathered
+/// so far (sorted); the rest of the file, the Apache-suite section included, stays as it is.
 fn write_report(rows: &[(String, String)]) {
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
-    let text = fs::read_to_string(&readme).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("RELIABILITY.md");
+    let text = fs::read_to_string(&path).unwrap_or_default();
     let (begin, end) = ("<!-- reliability:begin -->", "<!-- reliability:end -->");
     let (Some(b), Some(e)) = (text.find(begin), text.find(end)) else {
-        return;
+        panic!("{} has no {begin} ... {end} section", path.display());
     };
     let mut rows = rows.to_vec();
     rows.sort();
@@ -80,7 +82,7 @@ fn write_report(rows: &[(String, String)]) {
         body.push_str(&format!("| {k} | {v} |\n"));
     }
     let new = format!("{}{begin}{body}{}", &text[..b], &text[e..]);
-    fs::write(&readme, new).unwrap();
+    fs::write(&path, new).unwrap();
 }
 
 fn today() -> String {

@@ -4,9 +4,13 @@
 //! and fails when one of them:
 //!
 //! * names a repository path (`src/hooks.rs`, `tests/support/`, `docs/probes.md`) or a bare
-//!   project file name (`httpd.d`, `BENCHMARKS.md`) that does not exist in the tree;
+//!   project file name (`httpd.d`, `RELIABILITY.md`) that does not exist in the tree;
 //! * names a section of a Markdown document (`README.md ("Running the tests")`,
-//!   `"Probe reference" in README.md`, `README.md#install`) that the document does not have;
+//!   `"Probe reference" in README.md`, `README.md's "Install"`, `README.md#install`, a
+//!   relative link `../README.md#install`, or, inside a Markdown file, `see "Install"` for its
+//!   own section) that the document does not have;
+//! * is a Markdown file whose HTML comment markers do not pair up, so that a fragment of a
+//!   comment shows as text;
 //! * names a work-tracker number ("issue 4"): say what the code does instead. References to
 //!   other projects' trackers are written as links (`https://github.com/o/r/issues/62`).
 //!
@@ -23,12 +27,17 @@ const EXTERNAL: &[&str] = &[
     "pkgsrc/licenses/",          // pkgsrc's own tree
     "examples/http-new.bt",      // a file a packaging test adds to a scratch copy
     "bench/BENCHMARKS-smoke.md", // written by the benchmark's smoke run, not tracked
+    "packaging/release.toml",    // written by the release step, tracked once a version is out
+    "mk/subst.mk",               // pkgsrc's own tree, which the pkgsrc stub stands in for
+    // A file of Debian's apache2 source package, which the Apache-suite test unpacks.
+    "debian/perl-framework/Apache-Test/lib/Apache/TestConfig.pm",
 ];
 
 /// This test's own samples of stale text.
 const SELF: &str = "tests/text.rs";
 
-/// Top-level directories that hold build output or other repositories, never repository text.
+/// Directories, at any depth, that hold build output (the module's, packaging/'s and bench/'s own
+/// `target/`) or other repositories, never repository text.
 const SKIP_DIRS: &[&str] = &["target", ".git", "node_modules"];
 
 /// Generated lists of crates and digests: their names are crate files, not repository paths.
@@ -54,8 +63,7 @@ fn text_files() -> Vec<PathBuf> {
             let path = rel.join(&name);
             let Ok(ft) = e.file_type() else { continue };
             if ft.is_dir() {
-                let top = rel.as_os_str().is_empty();
-                if !(top && SKIP_DIRS.contains(&name.as_str())) && name != ".git" {
+                if !SKIP_DIRS.contains(&name.as_str()) {
                     walk(root, &path, out);
                 }
             } else if ft.is_file() && !SKIP_FILES.contains(&name.as_str()) {
@@ -88,7 +96,7 @@ impl Tree {
             };
             for e in rd.flatten() {
                 let name = e.file_name().to_string_lossy().to_string();
-                if rel.as_os_str().is_empty() && SKIP_DIRS.contains(&name.as_str()) {
+                if SKIP_DIRS.contains(&name.as_str()) {
                     continue;
                 }
                 let path = rel.join(&name);
@@ -144,9 +152,49 @@ fn looks_like_a_path(w: &str) -> bool {
             && last[1..].contains('.'))
 }
 
+/// `rel` (which starts with `../`) read from `file`'s directory, as a path from the root;
+/// `None` when it leaves the tree.
+fn resolve(file: &Path, rel: &str) -> Option<String> {
+    let mut parts: Vec<&str> = file
+        .parent()
+        .map(|d| {
+            d.to_str()
+                .unwrap_or("")
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    for p in rel.split('/') {
+        match p {
+            ".." => {
+                parts.pop()?;
+            }
+            "." | "" => {}
+            p => parts.push(p),
+        }
+    }
+    Some(parts.join("/"))
+}
+
 fn stale_paths(tree: &Tree, file: &Path, text: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for (line, w) in words(text) {
+        if let Some(rel) = w.strip_prefix("../").map(|_| w) {
+            // A Markdown file's relative link (`../README.md`, `../docs/`); other files'
+            // `../../mk/bsd.pkg.mk` name other trees.
+            if file.extension().is_some_and(|e| e == "md")
+                && file.parent().is_some_and(|d| !d.as_os_str().is_empty())
+                && looks_like_a_path(rel)
+                && resolve(file, rel).is_some_and(|p| !tree.has_path(&p))
+            {
+                bad.push(format!(
+                    "{}:{line}: names `{w}`, which does not exist",
+                    file.display()
+                ));
+            }
+            continue;
+        }
         if EXTERNAL.contains(&w) || w.starts_with("..") || w.starts_with('/') {
             continue;
         }
@@ -196,8 +244,14 @@ fn stale_paths(tree: &Tree, file: &Path, text: &str) -> Vec<String> {
 
 /// The headings of a Markdown file, without their `#`s.
 fn headings(md: &str) -> BTreeSet<String> {
+    let mut fenced = false;
     md.lines()
-        .filter(|l| l.starts_with('#'))
+        .filter(|l| {
+            if l.starts_with("```") {
+                fenced = !fenced;
+            }
+            !fenced && l.starts_with('#')
+        })
         .map(|l| {
             l.trim_start_matches('#')
                 .trim()
@@ -240,6 +294,9 @@ fn section_refs(text: &str) -> Vec<(usize, String, String)> {
                     .unwrap_or(a.len());
                 refs.push((n + 1, doc.clone(), format!("#{}", &a[..end])));
             }
+            if let Some(a) = after.strip_prefix("'s \"").and_then(|a| a.split_once('"')) {
+                refs.push((n + 1, doc.clone(), a.0.to_string()));
+            }
             if let Some(q) = before[..doc_start].strip_suffix("\" in ") {
                 if let Some(open) = q.rfind('"') {
                     refs.push((n + 1, doc.clone(), q[open + 1..].to_string()));
@@ -251,6 +308,74 @@ fn section_refs(text: &str) -> Vec<(usize, String, String)> {
     refs
 }
 
+/// A Markdown file's references to its own sections: `see "Title"`.
+fn own_section_refs(text: &str) -> Vec<(usize, String)> {
+    let mut refs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let mut rest = line;
+        while let Some(i) = rest.find("see \"") {
+            rest = &rest[i + 5..];
+            // `see "Install" in the README` names another document's section.
+            if let Some((title, after)) = rest.split_once('"') {
+                if !after.starts_with(" in ") && !after.starts_with(" of ") {
+                    refs.push((n + 1, title.to_string()));
+                }
+            }
+        }
+    }
+    refs
+}
+
+/// Markdown files: own-section references, and HTML comment markers that pair up.
+fn stale_markdown(file: &Path, text: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    if file.extension().is_none_or(|e| e != "md") {
+        return bad;
+    }
+    let hs = headings(text);
+    for (line, title) in own_section_refs(text) {
+        if !hs.contains(&title) {
+            bad.push(format!(
+                "{}:{line}: says see {title:?}, a section it does not have",
+                file.display()
+            ));
+        }
+    }
+    let mut open: Option<usize> = None;
+    for (n, line) in text.lines().enumerate() {
+        let mut rest = line;
+        loop {
+            let (o, c) = (rest.find("<!--"), rest.find("-->"));
+            match (open, o, c) {
+                (None, Some(o), c) if c.is_none_or(|c| o < c) => {
+                    open = Some(n + 1);
+                    rest = &rest[o + 4..];
+                }
+                (None, _, Some(c)) => {
+                    bad.push(format!(
+                        "{}:{}: `-->` closes no comment: the text before it shows",
+                        file.display(),
+                        n + 1
+                    ));
+                    rest = &rest[c + 3..];
+                }
+                (Some(_), _, Some(c)) => {
+                    open = None;
+                    rest = &rest[c + 3..];
+                }
+                _ => break,
+            }
+        }
+    }
+    if let Some(l) = open {
+        bad.push(format!(
+            "{}:{l}: `<!--` is never closed: the rest of the file is hidden",
+            file.display()
+        ));
+    }
+    bad
+}
+
 fn stale_sections(tree: &Tree, file: &Path, text: &str) -> Vec<String> {
     let mut bad = Vec::new();
     for (line, doc, title) in section_refs(text) {
@@ -259,14 +384,22 @@ fn stale_sections(tree: &Tree, file: &Path, text: &str) -> Vec<String> {
             PathBuf::from(&doc),
             file.parent().unwrap_or(Path::new("")).join(&doc),
         ];
-        let found = candidates
-            .iter()
-            .find(|p| tree.has_path(&p.to_string_lossy()))
-            .cloned();
+        let found = if doc.starts_with("../") {
+            resolve(file, &doc)
+                .filter(|p| tree.has_path(p))
+                .map(PathBuf::from)
+        } else {
+            candidates
+                .iter()
+                .find(|p| tree.has_path(&p.to_string_lossy()))
+                .cloned()
+        };
         let Some(doc_path) = found else {
-            if !doc.starts_with("..")
-                && !doc.contains("://")
-                && doc.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            let relative = doc.starts_with("../") && resolve(file, &doc).is_some();
+            if relative
+                || (!doc.starts_with("..")
+                    && !doc.contains("://")
+                    && doc.chars().next().is_some_and(|c| c.is_ascii_alphabetic()))
             {
                 bad.push(format!(
                     "{}:{line}: names a section of `{doc}`, which does not exist",
@@ -333,6 +466,7 @@ fn no_text_names_what_does_not_exist() {
         bad.extend(stale_paths(&tree, f, &text));
         bad.extend(stale_sections(&tree, f, &text));
         bad.extend(tracker_numbers(f, &text));
+        bad.extend(stale_markdown(f, &text));
     }
     assert!(
         bad.is_empty(),
@@ -363,6 +497,35 @@ fn the_checks_catch_what_they_are_for() {
     assert_eq!(sections.len(), 3, "{sections:#?}");
     let ok = stale_sections(&tree, f, "// README.md (\"Install\")");
     assert!(ok.is_empty(), "{ok:#?}");
+    // The possessive form, and relative links read from the referring file's directory.
+    let md = Path::new("docs/sample.md");
+    let more = stale_sections(
+        &tree,
+        md,
+        "README.md's \"Reliability figures\"; [a](../README.md#install), [b](../README.md#no-such), \
+         [c](../NOPE.md#x), [d](probes.md#nothing)",
+    );
+    assert_eq!(more.len(), 4, "{more:#?}");
+    let rel = stale_paths(
+        &tree,
+        md,
+        "[r](../README.md), [x](../docs/nothing.md), [y](../src/)",
+    );
+    assert_eq!(rel.len(), 1, "{rel:#?}");
+    // A heading inside a code block is no heading.
+    assert!(!headings("```\n# ./http-requests.bt\n```\n## Real\n").contains("./http-requests.bt"));
+    // A Markdown file's own sections, and the garbled leftover of a comment.
+    let own = stale_markdown(
+        md,
+        "# Title\n\n## Real part\n(see \"Real part\") and (see \"Gone part\"), see \"Other\" in README.md\n\
+         Text for README.md, written by the packaging work -->\n<!-- a: -->ok<!-- b:\n",
+    );
+    assert_eq!(own.len(), 3, "{own:#?}");
+    let fine = stale_markdown(
+        md,
+        "# T\n<!-- x:begin -->\n| a |\n<!-- x:end -->\nsee \"T\"\n",
+    );
+    assert!(fine.is_empty(), "{fine:#?}");
     let numbers = tracker_numbers(
         f,
         "// issue 4\n// Issue #12 and issues 5\n// https://github.com/oxidecomputer/usdt/issues/62\n// the issues list",

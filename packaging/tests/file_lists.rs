@@ -35,7 +35,7 @@ fn expected() -> BTreeSet<(Kind, String)> {
 }
 
 /// Classifies `path` by the directory each ecosystem's conventions put things in
-/// (packaging-conventions.md §6), not by the manifest.
+/// (the packaging conventions reference, §6), not by the manifest.
 fn classify(path: &str, dirs: [&str; 3]) -> (Kind, String) {
     let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
     let kind = if name.ends_with(".conf") {

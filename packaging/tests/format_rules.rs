@@ -1,5 +1,5 @@
 //! The format rules of pkglint, portlint and `brew audit --strict` that the reference
-//! (packaging-conventions.md §1.4, §2.4, §3.3, §6) lists, checked on the committed recipes.
+//! (the packaging conventions reference, §1.4, §2.4, §3.3, §6) lists, checked on the committed recipes.
 //! None of those linters runs on Debian, so each rule is a test named after it.
 
 mod common;

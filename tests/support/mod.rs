@@ -1106,7 +1106,7 @@ pub fn module_has_http2() -> bool {
 }
 
 // =======================================================================================
-// Issue 3 (examples/, demo/): helpers for running the example scripts as users run them.
+// Examples and demo: helpers for running the example scripts as users run them.
 // Kept in this separate section; nothing above is changed.
 
 /// The module path the examples name: the Debian package's.
