@@ -1,7 +1,7 @@
 //! Hostile traffic, tracer churn, restarts, memory, panics and idle silence: Apache never falls
 //! over, and no event is lost or invented.
 //!
-//! The memory check (issue 5: over 500,000 traced requests each Apache child's RSS grows by
+//! The memory check (its bound: over 500,000 traced requests each Apache child's RSS grows by
 //! less than 1 %) runs in the default run under the event MPM, together with its proof that
 //! it can fail: the same measurement over a test-only build that leaks 32 bytes every 128th
 //! traced request must report growth above the bound. How it measures, and why, is described
