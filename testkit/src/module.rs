@@ -59,11 +59,13 @@ pub fn built_module() -> PathBuf {
 fn build_sources(dep_info: &Path) -> Vec<PathBuf> {
     if let Ok(text) = fs::read_to_string(dep_info) {
         if let Some((_, deps)) = text.lines().next().and_then(|l| l.split_once(": ")) {
+            // Files the build generated (bindgen's output under target/) are not sources.
+            let target = repo_root().join("target");
             let joined = deps.replace("\\ ", "\u{0}");
             return joined
                 .split_whitespace()
                 .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
-                .filter(|p| p.exists())
+                .filter(|p| p.exists() && !p.starts_with(&target))
                 .collect();
         }
     }
