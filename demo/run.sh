@@ -180,45 +180,32 @@ chmod 755 "$WORK/htdocs/slow.cgi"
 cp "$MODULE_SRC" "$WORK/mod_dtprovider.so"
 chmod 755 "$WORK/mod_dtprovider.so"
 MODULE=$WORK/mod_dtprovider.so
-run_as=""
-id www-data >/dev/null 2>&1 && run_as=$'User www-data\nGroup www-data'
-cat >"$WORK/httpd.conf" <<EOF
-ServerRoot $WORK
-ServerName localhost
-Listen 127.0.0.1:$port
-PidFile $WORK/httpd.pid
-DefaultRuntimeDir $WORK
-Mutex file:$WORK default
-ErrorLog $WORK/error.log
-LogLevel warn
-$run_as
-LoadModule mpm_event_module $MODULES/mod_mpm_event.so
-StartServers 1
-ThreadsPerChild 25
-MaxRequestWorkers 50
-LoadModule authz_core_module $MODULES/mod_authz_core.so
-LoadModule dir_module $MODULES/mod_dir.so
-LoadModule mime_module $MODULES/mod_mime.so
+# The configuration: testkit/httpd.conf.in, the template the tests' and the benchmark's
+# private Apaches are written from, filled in here with sed, plus the demo's own lines.
+run_as='# (no www-data user: Apache keeps this user)'
+id www-data >/dev/null 2>&1 && run_as='User www-data\nGroup www-data'
+sed -e "s|^@LISTEN@$|Listen 127.0.0.1:$port|" \
+	-e "s|^@USER@$|$run_as|" \
+	-e "s|^@MPM_SIZING@$|StartServers 1\nThreadsPerChild 25\nMaxRequestWorkers 50|" \
+	-e "s|@MPM@|event|g" -e "s|@MODULES@|$MODULES|g" -e "s|@ROOT@|$WORK|g" \
+	-e '/^@EXTRA@$/d' "$REPO/testkit/httpd.conf.in" >"$WORK/httpd.conf"
+cat >>"$WORK/httpd.conf" <<EOF
 LoadModule alias_module $MODULES/mod_alias.so
 LoadModule cgid_module $MODULES/mod_cgid.so
 ScriptSock $WORK/cgid.sock
 LoadModule http2_module $MODULES/mod_http2.so
 Protocols h2c http/1.1
 LoadModule dtprovider_module $MODULE
-TypesConfig /etc/mime.types
-DocumentRoot $WORK/htdocs
 <Directory $WORK/htdocs>
-  Require all granted
   Options +ExecCGI
   AddHandler cgi-script .cgi
 </Directory>
-DirectoryIndex index.html
 ErrorDocument 404 /errors/404.html
 Redirect 301 /old-page /about.html
-KeepAlive On
 LogFormat "%h %l %u %t \"%r\" %>s %b %D" timed
 CustomLog $WORK/access.log timed
 EOF
+! grep -q '@[A-Z_]*@' "$WORK/httpd.conf" || die "testkit/httpd.conf.in has a placeholder the demo does not fill"
 say "Starting a private Apache on 127.0.0.1:$port (config $WORK/httpd.conf)"
 apache2 -f "$WORK/httpd.conf" -k start || die "apache2 did not start: $(cat "$WORK/error.log" 2>/dev/null)"
 for _ in $(seq 100); do

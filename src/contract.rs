@@ -7,6 +7,7 @@ use crate::payload::DtHttpd;
 use std::any::type_name_of_val;
 use std::mem::{offset_of, size_of, size_of_val};
 use std::path::{Path, PathBuf};
+use testkit::strip_comments;
 
 /// One member of the Rust struct: name, offset, size, Rust type name.
 #[derive(Debug)]
@@ -69,31 +70,6 @@ struct CField {
     ty: String,
     offset: usize,
     size: usize,
-}
-
-fn strip_comments(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    loop {
-        let block = rest.find("/*");
-        let line = rest.find("//");
-        match (block, line) {
-            (Some(b), l) if l.is_none_or(|l| b < l) => {
-                out.push_str(&rest[..b]);
-                let end = rest[b + 2..].find("*/").expect("unterminated comment") + b + 4;
-                rest = &rest[end..];
-            }
-            (_, Some(l)) => {
-                out.push_str(&rest[..l]);
-                rest = rest[l..].find('\n').map_or("", |n| &rest[l + n..]);
-            }
-            (None, None) => {
-                out.push_str(rest);
-                return out;
-            }
-            _ => unreachable!(),
-        }
-    }
 }
 
 /// The scalar C/D types a `dthttpd_t` declaration may use: (size, alignment).

@@ -26,8 +26,6 @@
 //! so each pass runs it as `nobody` on a private copy, with bpftrace as root. Without root,
 //! bpftrace or the source the test skips loudly, and fails when `CI` is set.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::fs;
@@ -38,7 +36,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
-use support::*;
+use testkit::*;
 
 /// Pass 3's tracer: a line per request-start (`S id`) and per request-done
 /// (`D id flags status method uri`), and the request-done count per status. Reads `dt_rqid`
@@ -204,7 +202,7 @@ fn run_pass(src: &Source, built: &Path, mpm: Mpm, kind: Kind) -> Pass {
     configure.extend(["-port".into(), "select".into()]);
     if kind != Kind::Baseline {
         fs::copy(built, &module).unwrap();
-        chmod(&module, 0o755);
+        chmod(&module, 0o755).unwrap();
         let extra = dir.join("dtprovider.conf");
         fs::write(
             &extra,

@@ -6,23 +6,9 @@
 //! and each example has a bpftrace twin printing the same format. (httpd.d's dthttpd_t is
 //! compared with the Rust struct by the unit test in src/contract.rs.)
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use support::*;
-
-fn strip_comments(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(b) = rest.find("/*") {
-        out.push_str(&rest[..b]);
-        let e = rest[b..].find("*/").expect("unterminated comment") + b + 2;
-        rest = &rest[e..];
-    }
-    out.push_str(rest);
-    out
-}
+use testkit::*;
 
 fn words_with_prefix(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut v = BTreeSet::new();

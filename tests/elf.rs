@@ -8,8 +8,6 @@
 //! into the wrong mapping and every probe looks disabled. build.rs links with
 //! `-z separate-loadable-segments`; this test proves the result.
 
-mod support;
-
 use goblin::elf::{
     Elf,
     program_header::{PT_GNU_RELRO, PT_LOAD},
@@ -186,7 +184,7 @@ fn check_module(path: &std::path::Path, names: [&str; 2]) -> Vec<Note> {
 
 #[test]
 fn module_file_is_what_tracers_need() {
-    let path = support::built_module();
+    let path = testkit::built_module();
     let notes = check_module(&path, ["request__done", "request__start"]);
     let bytes = fs::read(&path).unwrap();
     let elf = Elf::parse(&bytes).unwrap();
@@ -237,7 +235,7 @@ fn module_file_is_what_tracers_need() {
 #[test]
 fn usdt_backend_build_is_what_tracers_need() {
     check_module(
-        &support::Backend::Usdt.module(),
+        &testkit::Backend::Usdt.module(),
         ["request-done", "request-start"],
     );
 }

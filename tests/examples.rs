@@ -3,15 +3,13 @@
 //! to, known requests sent, and the example's output parsed and compared with what was sent
 //! (and with Apache's access log).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-use support::*;
+use testkit::*;
 
 const TRACING: &str = "Tracing Apache";
 

@@ -3,25 +3,11 @@
 //! `linux-perf`) and bcc's `tplist` (`bpfcc-tools`). Both need the probes' Linux names,
 //! `request__start` and `request__done`: perf rejects a note named `request-done`.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use support::*;
-
-/// Whether `tool` (from Debian's `package`) is installed, with the same rule as
-/// `need_tracing`: a loud skip without it, a failure under CI.
-fn need_tool(test: &str, tool: &str, package: &str) -> bool {
-    if which(tool).is_some() {
-        return true;
-    }
-    let msg = format!("{test} needs {tool} (apt-get install {package})");
-    assert!(!ci(), "{msg}; CI is set, so this is a failure, not a skip");
-    eprintln!("\n**************** SKIPPED: {msg} (CI is unset) ****************\n");
-    false
-}
+use testkit::*;
 
 /// perf, with a private build-id cache, `cache`, instead of `$HOME/.debug`. perf 6.1 takes it
 /// from `--buildid-dir`: it sets `PERF_BUILDID_DIR` only for the commands it runs itself and

@@ -7,11 +7,9 @@
 //! (`DTPROVIDER_BACKEND=usdt`, built once into target/usdt-backend; probes `request-start`/
 //! `request-done`), which is the hook code illumos, FreeBSD and macOS run.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use support::*;
+use testkit::*;
 
 const UA: &str = "dtprovider-test/1.0";
 
@@ -467,9 +465,9 @@ fn tls_flag(backend: Backend) {
         .status()
         .expect("openssl (Debian package openssl) must be installed");
     assert!(st.success(), "openssl could not make a test certificate");
-    chmod(&certs, 0o755);
-    chmod(&key, 0o644);
-    let tls_port = free_port();
+    chmod(&certs, 0o755).unwrap();
+    chmod(&key, 0o644).unwrap();
+    let tls_port = free_port().unwrap();
     let h2 = module_has_http2();
     let mut extra = format!(
         "LoadModule ssl_module {MODULES}/mod_ssl.so\n\
@@ -755,7 +753,7 @@ fn concurrent_requests(backend: Backend) {
     let mut opts = ApacheOpts::new(Mpm::Event);
     opts.backend = backend;
     let a = Apache::start(opts);
-    let t = Tracer::start(include_str!("support/count-ids.bt"), &a.module);
+    let t = Tracer::start(COUNT_IDS, &a.module);
     let ok = load(a.addr(), "/page.html", 60, 20);
     assert_eq!(ok, 1200, "every request must eventually be answered");
     let log = a.wait_access_lines(1200);
@@ -872,7 +870,7 @@ fn tracer_lifecycle(mpm: Mpm, backend: Backend) {
     opts.ipv6 = false;
     // Attach first, then start Apache.
     let a = Apache::prepare(opts);
-    let t = Tracer::start(include_str!("support/count-ids.bt"), &a.module);
+    let t = Tracer::start(COUNT_IDS, &a.module);
     let a = a.launch();
     let mut logged = 0;
     let round = |a: &Apache, n: usize, logged: &mut usize| {
@@ -889,7 +887,7 @@ fn tracer_lifecycle(mpm: Mpm, backend: Backend) {
     check_ids(&out, a.access_log().len(), 60);
     // Detached: nothing fires; then re-attach.
     round(&a, 8, &mut logged);
-    let t = Tracer::start(include_str!("support/count-ids.bt"), &a.module);
+    let t = Tracer::start(COUNT_IDS, &a.module);
     let before = a.access_log().len();
     round(&a, 20, &mut logged);
     let out = t.stop();

@@ -15,8 +15,6 @@
 //! need root, tracefs, bpftrace, wrk or strace skip loudly without them, and fail when `CI`
 //! is set.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{Read, Write};
@@ -26,7 +24,7 @@ use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::*;
+use testkit::*;
 
 /// The reliability tests measure (RSS, windows, system calls) and load the machine; they run
 /// one at a time so that one's load is not another's noise.
@@ -306,7 +304,7 @@ fn hostile(mpm: Mpm, traced: bool) {
     }
     let a = Apache::prepare(opts);
     fs::write(a.dir.join("htdocs/big.bin"), vec![b'z'; 8 << 20]).unwrap();
-    chmod(&a.dir.join("htdocs/big.bin"), 0o644);
+    chmod(&a.dir.join("htdocs/big.bin"), 0o644).unwrap();
     let mut a = a.launch();
     let tracer = traced.then(|| Tracer::start(TRACE_ALL, &a.module));
     let addr = a.addr();
@@ -651,15 +649,7 @@ const BURST_SECS: u64 = 2;
 const MEMORY_DEADLINE: Duration = Duration::from_secs(600);
 
 fn need_wrk(what: &str) -> bool {
-    if which("wrk").is_some() {
-        return true;
-    }
-    assert!(
-        !ci(),
-        "{what} needs wrk; CI is set, so this is a failure, not a skip"
-    );
-    eprintln!("\n**************** SKIPPED: {what} needs wrk (CI is unset) ****************\n");
-    false
+    need_tool(what, "wrk", "wrk")
 }
 
 fn rss_kb(pid: u32) -> u64 {
@@ -1040,7 +1030,7 @@ fn a_panicking_hook_never_reaches_apache() {
         fs::copy(&module, &a.module).unwrap();
         let mut a = a.launch();
         let kids = a.children();
-        let t = Tracer::start(include_str!("support/count-ids.bt"), &a.module);
+        let t = Tracer::start(COUNT_IDS, &a.module);
         for _ in 0..5 {
             let (_, st, body) = request(a.addr(), "GET", "/__dtprovider_panic__/x", &[]);
             assert_eq!(

@@ -14,7 +14,7 @@
 //! the client and the tracers on another, where the machine has more than one.
 
 use crate::notes::Probes;
-use crate::util::{self, CpuTime, Daemon, R, Site, Tracer};
+use crate::util::{self, CpuTime, Daemon, R, Site};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Barrier};
@@ -209,12 +209,12 @@ pub fn measure(root: &Path, work: &Path, module: &Path, sz: &Sizes) -> R<Compare
             }
             _ => {}
         }
-        let site = Site::new(
+        let site = util::site(
             &work.join(format!("compare-{name}")),
             util::Mpm::Event,
             &extra,
         )?;
-        let apache = site.start_on(apache_cpus)?;
+        let apache = util::start(&site, apache_cpus)?;
         util::wait_for("Apache's single child", 30, || apache.children().len() == 1)?;
         instances.push(Instance { site, apache, log });
     }
@@ -353,7 +353,7 @@ fn sample(
         _ => (None, ""),
     };
     let tracer = match script {
-        Some(s) => Some(Tracer::start_with(s, tdir, ready, client_cpus)?),
+        Some(s) => Some(util::tracer(s, tdir, ready, client_cpus)?),
         None => None,
     };
     let lines_before = inst.log.as_deref().map(lines);
@@ -365,7 +365,7 @@ fn sample(
         tracer.as_ref().and_then(|t| t.pid()),
     );
     let (out, err) = match tracer {
-        Some(t) => t.finish(),
+        Some(mut t) => t.finish(),
         None => (String::new(), String::new()),
     };
     let (requests, apache, tracer_cpu) = measured?;

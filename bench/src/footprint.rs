@@ -4,7 +4,7 @@
 //! workspace's own `[profile.release]`: what the Rust standard library costs any such object.
 
 use crate::notes::Probes;
-use crate::util::{self, R, Site};
+use crate::util::{self, R};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -186,8 +186,8 @@ fn children_rss(dir: &Path, module: Option<&Path>) -> R<Rss> {
         .map(|m| format!("LoadModule dtprovider_module {}", m.display()))
         .into_iter()
         .collect();
-    let site = Site::new(dir, util::Mpm::Prefork, &extra)?;
-    let apache = site.start()?;
+    let site = util::site(dir, util::Mpm::Prefork, &extra)?;
+    let apache = util::start(&site, None)?;
     util::wait_for("prefork children", 30, || apache.children().len() >= 2)?;
     for _ in 0..4 {
         util::keepalive_mix(site.port, 8)?;

@@ -183,7 +183,7 @@ fn measure_layout(
             .trim_end()
             .to_string(),
     );
-    let site = Site::new(
+    let site = util::site(
         &work.join(format!("idle-{slot}")),
         util::Mpm::Prefork,
         &extra,
@@ -210,7 +210,7 @@ fn measure_layout(
         .spawn()
         .map_err(|e| format!("spawn valgrind: {e}"))?;
     let result = drive(&site, &cg, sz, v);
-    util::stop_child(&mut child, "TERM", 60);
+    util::stop_child(&mut child, "TERM", std::time::Duration::from_secs(60));
     result.map_err(|e| {
         format!(
             "idle/{}: {e}\nerror.log:\n{}\nvalgrind log (tail):\n{}",

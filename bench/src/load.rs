@@ -4,7 +4,7 @@
 //! untraced is reported per pair.
 
 use crate::notes::Probes;
-use crate::util::{self, R, Site, Tracer};
+use crate::util::{self, R};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -51,7 +51,7 @@ pub fn measure(work: &Path, module: &Path, sz: &Sizes) -> R<LoadResult> {
     let dir = work.join("load");
     let log = work.join("load-access.log");
     let _ = fs::remove_file(&log);
-    let site = Site::new(
+    let site = util::site(
         &dir,
         util::Mpm::Event,
         &[
@@ -60,7 +60,7 @@ pub fn measure(work: &Path, module: &Path, sz: &Sizes) -> R<LoadResult> {
             format!("CustomLog {} timed", log.display()),
         ],
     )?;
-    let apache = site.start()?;
+    let apache = util::start(&site, None)?;
     let url = format!("http://127.0.0.1:{}/index.html", site.port);
     let lines = || -> u64 {
         fs::read(&log)
@@ -100,10 +100,15 @@ pub fn measure(work: &Path, module: &Path, sz: &Sizes) -> R<LoadResult> {
                     continue;
                 }
                 let before = settle();
-                let tracer = Tracer::start(&script, &work.join(format!("bt-load-{pair}")))?;
+                let tracer = util::tracer(
+                    &script,
+                    &work.join(format!("bt-load-{pair}")),
+                    "READY",
+                    None,
+                )?;
                 let w = wrk(&url, sz.secs, sz);
                 let after = settle();
-                let out = tracer.stop()?;
+                let out = tracer.try_stop()?;
                 let w = w?;
                 let run = TracedRun {
                     wrk: w,

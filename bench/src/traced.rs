@@ -9,7 +9,7 @@
 //! shows how far apart phases land.
 
 use crate::notes::Probes;
-use crate::util::{self, R, Tracer};
+use crate::util::{self, R};
 use std::path::Path;
 use std::process::Command;
 
@@ -106,10 +106,10 @@ pub fn measure(
     for _ in 0..sz.passes {
         let idle = run_harness(harness, module, floor, sz, None)?;
         let raised = run_harness(harness, module, floor, sz, Some(&raise))?;
-        let tracer = Tracer::start(&script, &dir)?;
+        let tracer = util::tracer(&script, &dir, "READY", None)?;
         let traced = run_harness(harness, module, floor, sz, None);
         let classic = run_harness(harness, module, classic, sz, None);
-        let out = tracer.stop()?;
+        let out = tracer.try_stop()?;
         let (traced, classic) = (traced?, classic?);
         let events = (
             util::bt_count(&out, "ms"),

@@ -12,11 +12,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -197,20 +196,21 @@ fn apache_accepts(test: &str, dir: &Path, server_root: &Path, extra: &str) -> Op
     ) {
         return None;
     }
+    // testkit's private configuration (the tests' and the demo's template), with the
+    // ServerRoot the snippet under test resolves its relative paths against.
     let conf = dir.join("httpd-test.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "ServerRoot {}\nServerName localhost\nListen 127.0.0.1:{}\nPidFile {d}/httpd.pid\n\
-             ErrorLog {d}/error.log\n\
-             LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n\
-             LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so\n{extra}",
-            server_root.display(),
-            free_port(),
-            d = dir.display(),
-        ),
-    )
-    .unwrap();
+    std::fs::create_dir_all(dir.join("htdocs")).unwrap();
+    let site = testkit::SiteConf {
+        mpm: testkit::Mpm::Prefork,
+        ipv6: false,
+        extra: vec![extra.to_string()],
+    };
+    let text = testkit::render(dir, testkit::free_port().unwrap(), &site).replacen(
+        &format!("ServerRoot {}\n", dir.display()),
+        &format!("ServerRoot {}\n", server_root.display()),
+        1,
+    );
+    std::fs::write(&conf, text).unwrap();
     let t = run(
         Command::new("apache2").arg("-t").arg("-f").arg(&conf),
         &format!("{test}: apache2 -t"),
@@ -382,14 +382,6 @@ fn homebrew_test_block_has_httpd_accept_the_snippet() {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ------------------------------------------------------------------------------ Debian
 
 const PKG: &str = "libapache2-mod-dtprovider";
@@ -429,13 +421,6 @@ fn dpkg_installed() -> bool {
         .unwrap_or(false)
 }
 
-fn kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status();
-}
-
 /// Undoes what the Debian test did to the machine, whatever happened: stops the Apache and
 /// bpftrace it started, purges the package, restores policy-rc.d.
 struct Cleanup {
@@ -447,15 +432,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for c in &mut self.children {
-            if c.try_wait().ok().flatten().is_none() {
-                kill(c.id(), "TERM");
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                let _ = c.kill();
-                let _ = c.wait();
-            }
+            testkit::stop_child(c, "TERM", Duration::from_secs(10));
         }
         if dpkg_installed() {
             let _ = Command::new("dpkg").args(["--purge", PKG]).status();
@@ -525,22 +502,17 @@ fn http_get(port: u16, path: &str) -> String {
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!(
-                "apache2 exited ({st}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!(
-        "apache2 did not listen on 127.0.0.1:{port}:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
+    let log = || std::fs::read_to_string(log).unwrap_or_default();
+    testkit::wait_until(
+        Duration::from_secs(20),
+        Duration::from_millis(100),
+        || format!("apache2 did not listen on 127.0.0.1:{port}:\n{}", log()),
+        || {
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("apache2 exited ({st}):\n{}", log());
+            }
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
     );
 }
 
@@ -790,7 +762,7 @@ fn debian_package_builds_installs_traces_and_purges() {
         "hello from the packaging test\n",
     )
     .unwrap();
-    let port = free_port();
+    let port = testkit::free_port().unwrap();
     let log = adir.join("error.log");
     let conf = adir.join("apache2.conf");
     // Only the module enablement comes from /etc/apache2 (mods-enabled, as the package left
@@ -871,69 +843,33 @@ fn debian_package_builds_installs_traces_and_purges() {
     );
 
     // --- trace one request --------------------------------------------------------------
-    let script = tmp.path().join("trace.bt");
-    std::fs::write(
-        &script,
-        format!(
-            "BEGIN {{ printf(\"READY\\n\"); }}\n\
-             usdt:{MODULE}:httpd:request__start {{ printf(\"START %s\\n\", str(arg2)); }}\n\
-             usdt:{MODULE}:httpd:request__done {{ printf(\"DONE %s %d\\n\", str(arg2), arg4); }}\n"
-        ),
-    )
-    .unwrap();
-    let mut bt = Command::new("bpftrace")
-        .arg(&script)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let bt_pid = bt.id();
-    let (tx, rx) = mpsc::channel::<String>();
-    let so = bt.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(so).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut se = bt.stderr.take().unwrap();
-    let err_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = se.read_to_string(&mut s);
-        s
-    });
-    cleanup.children.push(bt);
-    let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while !lines.iter().any(|l: &String| l == "READY") {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(l) => lines.push(l),
-            Err(_) if Instant::now() > deadline => {
-                panic!("bpftrace never printed READY: {lines:?}")
-            }
-            Err(_) => {}
-        }
-    }
+    let script = format!(
+        "BEGIN {{ printf(\"READY\\n\"); }}\n\
+         usdt:{MODULE}:httpd:request__start {{ printf(\"START %s\\n\", str(arg2)); }}\n\
+         usdt:{MODULE}:httpd:request__done {{ printf(\"DONE %s %d\\n\", str(arg2), arg4); }}\n"
+    );
+    let how = testkit::How {
+        marker: "READY",
+        ..testkit::How::default()
+    };
+    let mut bt = testkit::Tracer::launch(&script, &tmp.path().join("bt"), &how)
+        .unwrap_or_else(|e| panic!("bpftrace: {e}"));
     let uri = format!("/{nonce}.txt");
     let resp = http_get(port, &uri);
     assert!(
         resp.starts_with("HTTP/1.1 200") || resp.starts_with("HTTP/1.0 200"),
         "GET {uri}: {resp}"
     );
-    let deadline = Instant::now() + Duration::from_secs(15);
     let want_done = format!("DONE {uri} 200");
-    while !lines.contains(&want_done) && Instant::now() < deadline {
-        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200)) {
-            lines.push(l);
-        }
-    }
+    let _ = testkit::poll_until(
+        Duration::from_secs(15),
+        Duration::from_millis(200),
+        String::new,
+        || bt.output().lines().any(|l| l == want_done),
+    );
     // Stop bpftrace: SIGINT until it exits.
-    let bt = cleanup.children.last_mut().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bt.try_wait().unwrap().is_none() && Instant::now() < deadline {
-        kill(bt_pid, "INT");
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let bt_err = err_thread.join().unwrap_or_default();
+    let (out, bt_err) = bt.finish();
+    let lines: Vec<String> = out.lines().map(str::to_string).collect();
     assert!(
         lines.contains(&format!("START {uri}")),
         "no request__start for {uri}: {lines:?}\n{bt_err}"
@@ -945,7 +881,7 @@ fn debian_package_builds_installs_traces_and_purges() {
 
     // Stop Apache by its pid.
     let apache = &mut cleanup.children[0];
-    kill(apache.id(), "TERM");
+    testkit::signal(apache.id(), "TERM");
     let deadline = Instant::now() + Duration::from_secs(15);
     while apache.try_wait().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));

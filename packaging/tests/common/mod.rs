@@ -60,50 +60,13 @@ pub fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("cannot read {rel}: {e}"))
 }
 
-pub fn in_ci() -> bool {
-    std::env::var("CI")
-        .map(|v| !v.is_empty() && v != "false" && v != "0")
-        .unwrap_or(false)
-}
+#[allow(unused_imports)] // not every test binary uses both
+pub use testkit::{is_root, which};
 
-/// Whether a prerequisite is there. Missing: FAIL under CI=true, otherwise a loud skip.
+/// Whether a prerequisite is there. Missing: FAIL under CI=true, otherwise a loud skip
+/// (testkit's rule; docs/packaging.md lists what the tests need).
 pub fn require(ok: bool, what: &str, test: &str) -> bool {
-    if ok {
-        return true;
-    }
-    if in_ci() {
-        panic!(
-            "{test}: {what} is required when CI is set (docs/packaging.md lists what the tests need)"
-        );
-    }
-    eprintln!("\n**********************************************************************");
-    eprintln!("*** SKIPPED {test}: {what}");
-    eprintln!("*** (this is a failure when CI=true)");
-    eprintln!("**********************************************************************\n");
-    false
-}
-
-pub fn which(tool: &str) -> Option<PathBuf> {
-    if tool.contains('/') {
-        return Path::new(tool).exists().then(|| PathBuf::from(tool));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
-    for extra in ["/usr/sbin", "/sbin", "/usr/local/sbin"] {
-        dirs.push(PathBuf::from(extra));
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter().map(|d| d.join(tool)).find(|p| p.is_file())
-}
-
-pub fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
+    testkit::need(ok, test, what)
 }
 
 /// Runs a command, panicking with its output if it fails.

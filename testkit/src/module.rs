@@ -1,0 +1,244 @@
+//! The module under test: the repository, the build this `cargo test` run made, its variant
+//! builds (test-only features, the other probe backend) and what its probe notes say.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+/// The module path the examples name: the Debian package's.
+pub const DEB_MODULE: &str = "/usr/lib/apache2/modules/mod_dtprovider.so";
+
+/// The repository (testkit/ is one of its directories).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("testkit/ sits in the repository")
+        .to_path_buf()
+}
+
+/// A file of the repository.
+pub fn repo_file(rel: &str) -> PathBuf {
+    repo_root().join(rel)
+}
+
+/// The module built by this `cargo test` run (target/<profile>/libmod_dtprovider.so, next
+/// to the test binary's deps/ directory), checked to be newer than its sources.
+pub fn built_module() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test-binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
+    let so = profile_dir.join("libmod_dtprovider.so");
+    assert!(
+        so.exists(),
+        "{} does not exist: build the module first (`cargo build --release`; the README's test \
+         command does this)",
+        so.display()
+    );
+    // A stale module would make every test below test old code: every source of the build
+    // (cargo's dep-info file next to it; without one, build.rs, wrapper.h and src/) must be
+    // older than the module.
+    let built = fs::metadata(&so).and_then(|m| m.modified()).unwrap();
+    for src in build_sources(&profile_dir.join("libmod_dtprovider.d")) {
+        let changed = fs::metadata(&src).and_then(|m| m.modified()).unwrap();
+        assert!(
+            changed <= built,
+            "{} is newer than {}: rebuild the module (`cargo build --release`) before testing",
+            src.display(),
+            so.display()
+        );
+    }
+    so
+}
+
+/// The files a build of the module read: the paths cargo's dep-info file `dep_info` lists
+/// (`target: a b\ c ...`), or build.rs, wrapper.h and src/ when there is none.
+fn build_sources(dep_info: &Path) -> Vec<PathBuf> {
+    if let Ok(text) = fs::read_to_string(dep_info) {
+        if let Some((_, deps)) = text.lines().next().and_then(|l| l.split_once(": ")) {
+            // Files the build generated (bindgen's output under target/) are not sources.
+            let target = repo_root().join("target");
+            let joined = deps.replace("\\ ", "\u{0}");
+            return joined
+                .split_whitespace()
+                .map(|p| PathBuf::from(p.replace('\u{0}', " ")))
+                .filter(|p| p.exists() && !p.starts_with(&target))
+                .collect();
+        }
+    }
+    let root = repo_root();
+    let mut sources = vec![root.join("build.rs"), root.join("wrapper.h")];
+    sources.extend(
+        fs::read_dir(root.join("src"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    sources.into_iter().filter(|p| p.exists()).collect()
+}
+
+/// The module built with other build settings (a test-only feature, or another probe
+/// backend) into its own target directory, target/<name>, so that it never replaces the
+/// module under test. Built once per run: the first caller in a process builds it (cargo's
+/// lock on target/<name> makes the other test binaries of the run wait and find it fresh);
+/// later callers in the process get the path without running cargo again.
+pub fn variant_module(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let root = repo_root();
+    let target = root.join("target").join(name);
+    let so = target.join("release/libmod_dtprovider.so");
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if built.iter().any(|n| n == name) {
+        return so;
+    }
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "--release",
+        "--lib",
+        "-p",
+        "mod_dtprovider",
+        "--target-dir",
+    ])
+    .arg(&target)
+    .env_remove("DTPROVIDER_BACKEND")
+    .envs(env.iter().copied())
+    .current_dir(&root);
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let status = cmd.status().expect("run cargo");
+    assert!(status.success(), "building the {name} module failed");
+    built.push(name.to_string());
+    so
+}
+
+/// The probe backend of a module build (src/probes/): `Sdt`, the module's own SDT notes
+/// (x86-64 Linux's default), or `Usdt`, the `usdt` crate's probes, which DTrace systems
+/// ship and a Linux build gets with `DTPROVIDER_BACKEND=usdt`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sdt,
+    Usdt,
+}
+
+impl Backend {
+    pub const ALL: [Backend; 2] = [Backend::Sdt, Backend::Usdt];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sdt => "sdt",
+            Backend::Usdt => "usdt",
+        }
+    }
+
+    /// This backend's build of the module: the one this `cargo test` run built (sdt), or the
+    /// usdt backend built once into target/usdt-backend (by the first test that needs it).
+    pub fn module(self) -> PathBuf {
+        static USDT: OnceLock<PathBuf> = OnceLock::new();
+        match self {
+            Backend::Sdt => built_module(),
+            Backend::Usdt => USDT
+                .get_or_init(|| {
+                    variant_module("usdt-backend", &[], &[("DTPROVIDER_BACKEND", "usdt")])
+                })
+                .clone(),
+        }
+    }
+
+    /// What this backend's notes call a probe of the provider definition (`request__start`):
+    /// the same name (sdt), or DTrace's spelling, `__` as `-` (usdt).
+    pub fn probe(self, name: &str) -> String {
+        match self {
+            Backend::Sdt => name.to_string(),
+            Backend::Usdt => name.replace("__", "-"),
+        }
+    }
+
+    /// The backend a module file was built with, told by the probe names in its notes.
+    pub fn of(module: &Path) -> Backend {
+        let names = note_names(module);
+        let with = |b: Backend| ["request__start", "request__done"].map(|p| b.probe(p));
+        for b in Backend::ALL {
+            let mut want = with(b).to_vec();
+            want.sort();
+            if names == want {
+                return b;
+            }
+        }
+        panic!("{}: unexpected probe notes {names:?}", module.display());
+    }
+
+    /// `script` (written with the Linux names, `httpd:request__start`) for this backend.
+    pub fn script(self, script: &str) -> String {
+        ["request__start", "request__done"]
+            .iter()
+            .fold(script.to_string(), |s, p| {
+                s.replace(&format!(":httpd:{p}"), &format!(":httpd:{}", self.probe(p)))
+            })
+    }
+}
+
+/// The names of the `httpd` probes in a module's `.note.stapsdt`, sorted (`readelf -n`).
+pub fn note_names(module: &Path) -> Vec<String> {
+    let out = Command::new("readelf")
+        .arg("-n")
+        .arg(module)
+        .output()
+        .expect("readelf (binutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut v = Vec::new();
+    let mut provider = String::new();
+    for l in text.lines().map(str::trim) {
+        if let Some(p) = l.strip_prefix("Provider: ") {
+            provider = p.to_string();
+        } else if let Some(n) = l.strip_prefix("Name: ") {
+            if provider == "httpd" {
+                v.push(n.to_string());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
+/// examples/<name> pointed at `module`, exactly as each example's header tells users to do
+/// for a module outside the Debian path (replace that path).
+pub fn example_for(name: &str, module: &Path) -> String {
+    let text = fs::read_to_string(repo_file(&format!("examples/{name}"))).unwrap();
+    assert!(
+        text.contains(DEB_MODULE),
+        "examples/{name} does not name {DEB_MODULE}"
+    );
+    text.replace(DEB_MODULE, module.to_str().unwrap())
+}
+
+/// Text with its C-style comments (`/* */` and `//`) removed: D, bpftrace and C declarations.
+pub fn strip_comments(s: &str) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    loop {
+        let block = rest.find("/*");
+        let line = rest.find("//");
+        match (block, line) {
+            (Some(b), l) if l.is_none_or(|l| b < l) => {
+                out.push_str(&rest[..b]);
+                let end = rest[b + 2..].find("*/").expect("unterminated comment") + b + 4;
+                rest = &rest[end..];
+            }
+            (_, Some(l)) => {
+                out.push_str(&rest[..l]);
+                rest = rest[l..].find('\n').map_or("", |n| &rest[l + n..]);
+            }
+            (None, None) => {
+                out.push_str(rest);
+                return out;
+            }
+            _ => unreachable!(),
+        }
+    }
+}
