@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
 use packaging::render;
@@ -223,12 +222,6 @@ fn all_recipes_list_the_same_files() {
 
 // ------------------------------------------------------------------------------ staging
 
-fn fake_module(src: &Path, rel: &str) {
-    let p = src.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, b"\x7fELF fake module for staging tests\n").unwrap();
-}
-
 #[test]
 fn pkgsrc_install_stages_exactly_the_plist() {
     if !require(
@@ -239,9 +232,7 @@ fn pkgsrc_install_stages_exactly_the_plist() {
         return;
     }
     let m = manifest();
-    let tmp = TempDir::new("pkgsrc");
-    let (_, src) = dist_and_unpack(tmp.path());
-    fake_module(&src, "target/release/libmod_dtprovider.so");
+    let (tmp, src) = unpacked_with_fake_module("pkgsrc");
 
     let stage = tmp.path().join("stage");
     let prefix = "/opt/local";
@@ -354,16 +345,7 @@ fn freebsd_install_stages_exactly_the_pkg_plist() {
     );
 
     let mk = support("freebsd");
-    let portdir = tmp
-        .path()
-        .join("ports")
-        .join(&m.freebsd_category)
-        .join(&m.freebsd_portname);
-    for f in files_under(&root().join(render::freebsd_dir(&m))) {
-        let to = portdir.join(&f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(root().join(render::freebsd_dir(&m)).join(&f), to).unwrap();
-    }
+    let portdir = write_port(tmp.path(), "committed");
     let stage = tmp.path().join("stage");
     let prefix = "/usr/local";
     let vars = vec![
@@ -464,23 +446,10 @@ fn homebrew_install_block_stages_exactly_its_files() {
         return;
     }
     let m = manifest();
-    let tmp = TempDir::new("brew");
-    let (_, src) = dist_and_unpack(tmp.path());
-    fake_module(&src, "target/release/libmod_dtprovider.so");
-    let keg = tmp
-        .path()
-        .join("Cellar")
-        .join(&m.homebrew_formula)
-        .join(&m.version);
-    let stub = root().join("packaging/tests/support/brew_stub.rb");
+    let (tmp, src) = unpacked_with_fake_module("brew");
+    let keg = brew_keg(tmp.path());
     let out = run(
-        Command::new("ruby")
-            .arg(&stub)
-            .arg(root().join(render::formula_path(&m)))
-            .arg("install")
-            .arg(&src)
-            .arg(&keg)
-            .env("HOMEBREW_PREFIX", tmp.path()),
+        brew_stub(tmp.path()).arg("install").arg(&src).arg(&keg),
         "formula install under the stub",
     );
     let text = stdout(&out);
@@ -555,13 +524,7 @@ fn homebrew_install_block_stages_exactly_its_files() {
     // A second install (an upgrade) keeps the snippet the user edited, as Homebrew's etc does.
     std::fs::write(&conf, "# edited\n").unwrap();
     run(
-        Command::new("ruby")
-            .arg(&stub)
-            .arg(root().join(render::formula_path(&m)))
-            .arg("install")
-            .arg(&src)
-            .arg(&keg)
-            .env("HOMEBREW_PREFIX", tmp.path()),
+        brew_stub(tmp.path()).arg("install").arg(&src).arg(&keg),
         "formula install again",
     );
     assert_eq!(std::fs::read_to_string(&conf).unwrap(), "# edited\n");

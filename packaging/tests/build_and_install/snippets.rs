@@ -3,8 +3,6 @@
 //! the pkgsrc one through CONF_FILES and README.pkgsrc's Include line, the FreeBSD one in
 //! modules.d, the Homebrew one by the formula's own `test do` block.
 
-use std::process::Command;
-
 use super::{apache_accepts, built};
 use crate::common::*;
 use packaging::render;
@@ -104,7 +102,6 @@ fn homebrew_test_block_has_httpd_accept_the_snippet() {
         return;
     }
     let b = built();
-    let m = manifest();
     let tmp = TempDir::new("brewtest");
     // httpd's keg as Homebrew lays it out, made of Debian's Apache.
     let httpd = tmp.path().join("httpd");
@@ -124,35 +121,20 @@ fn homebrew_test_block_has_httpd_accept_the_snippet() {
     )
     .unwrap();
 
-    let keg = tmp
-        .path()
-        .join("Cellar")
-        .join(&m.homebrew_formula)
-        .join(&m.version);
-    let stub = root().join("packaging/tests/support/brew_stub.rb");
-    let formula = root().join(render::formula_path(&m));
+    let keg = brew_keg(tmp.path());
     // `install` in the built tree (its `cargo build` is already done), then `test do`.
     run(
-        Command::new("ruby")
-            .arg(&stub)
-            .arg(&formula)
-            .arg("install")
-            .arg(&b.src)
-            .arg(&keg)
-            .env("HOMEBREW_PREFIX", tmp.path()),
+        brew_stub(tmp.path()).arg("install").arg(&b.src).arg(&keg),
         "formula install",
     );
     let testpath = tmp.path().join("testpath");
     std::fs::create_dir_all(&testpath).unwrap();
     let out = run(
-        Command::new("ruby")
-            .arg(&stub)
-            .arg(&formula)
+        brew_stub(tmp.path())
             .arg("test")
             .arg(&keg)
             .arg(&httpd)
-            .arg(&testpath)
-            .env("HOMEBREW_PREFIX", tmp.path()),
+            .arg(&testpath),
         "formula test block",
     );
     // The block ran `httpd -t` and `httpd -M` on a configuration that includes the installed

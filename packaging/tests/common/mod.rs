@@ -196,6 +196,27 @@ pub fn make_var_order(text: &str) -> Vec<String> {
     order
 }
 
+/// Where each name of `want` first appears in `order` (a Makefile's variables in order of
+/// first assignment, from [`make_var_order`]), asserting that every one is there and that they
+/// come in the order of `want` (the header order pkglint and portlint check).
+#[track_caller]
+pub fn header_positions(order: &[String], want: &[&str]) -> Vec<usize> {
+    let pos: Vec<usize> = want
+        .iter()
+        .map(|w| {
+            order
+                .iter()
+                .position(|o| o == w)
+                .unwrap_or_else(|| panic!("Makefile lacks {w}"))
+        })
+        .collect();
+    assert!(
+        pos.windows(2).all(|w| w[0] < w[1]),
+        "header variables out of order: {order:?}"
+    );
+    pos
+}
+
 /// The example scripts git tracks under examples/ (the ones every recipe must install).
 pub fn tracked_examples() -> Vec<String> {
     let out = run(
@@ -315,6 +336,45 @@ pub fn stderr(o: &Output) -> String {
 /// frameworks, the Homebrew DSL stub).
 pub fn support(name: &str) -> PathBuf {
     root().join("packaging/tests/support").join(name)
+}
+
+/// The keg the formula installs into under the Homebrew prefix `prefix`:
+/// `Cellar/<formula>/<version>`.
+pub fn brew_keg(prefix: &Path) -> PathBuf {
+    let m = manifest();
+    prefix
+        .join("Cellar")
+        .join(&m.homebrew_formula)
+        .join(&m.version)
+}
+
+/// `ruby brew_stub.rb <the formula>` with HOMEBREW_PREFIX `prefix`: runs one of the formula's
+/// blocks under the stub of Homebrew's DSL. The caller adds the block and its arguments
+/// (`install <source tree> <keg>`, `test <keg> <httpd's keg> <testpath>`).
+pub fn brew_stub(prefix: &Path) -> Command {
+    let mut c = Command::new("ruby");
+    c.arg(support("brew_stub.rb"))
+        .arg(root().join(packaging::render::formula_path(&manifest())))
+        .env("HOMEBREW_PREFIX", prefix);
+    c
+}
+
+/// A stand-in for the built module at `rel` under `dir` (the staging tests install it; nothing
+/// loads it).
+pub fn fake_module(dir: &Path, rel: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, b"\x7fELF fake module for staging tests\n").unwrap();
+}
+
+/// A scratch directory with the release tarball unpacked in it and a stand-in module where
+/// cargo builds it (target/release): what the pkgsrc and Homebrew staging tests install from.
+/// Returns the directory and the unpacked source tree.
+pub fn unpacked_with_fake_module(tag: &str) -> (TempDir, PathBuf) {
+    let tmp = TempDir::new(tag);
+    let (_, src) = dist_and_unpack(tmp.path());
+    fake_module(&src, "target/release/libmod_dtprovider.so");
+    (tmp, src)
 }
 
 /// Copies every file under `from` to the same place under `to`.

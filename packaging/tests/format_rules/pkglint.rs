@@ -31,19 +31,7 @@ fn pkglint_header_variable_order() {
         "COMMENT",
         "LICENSE",
     ];
-    let pos: Vec<usize> = want
-        .iter()
-        .map(|w| {
-            order
-                .iter()
-                .position(|o| o == w)
-                .unwrap_or_else(|| panic!("Makefile lacks {w}"))
-        })
-        .collect();
-    assert!(
-        pos.windows(2).all(|w| w[0] < w[1]),
-        "header variables out of order: {order:?}"
-    );
+    header_positions(&order, &want);
     assert_eq!(
         &order[..2],
         ["DISTNAME", "PKGNAME"],

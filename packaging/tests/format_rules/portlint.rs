@@ -38,19 +38,7 @@ fn portlint_header_variable_order() {
         "LICENSE",
         "LICENSE_FILE",
     ];
-    let pos: Vec<usize> = want
-        .iter()
-        .map(|w| {
-            order
-                .iter()
-                .position(|o| o == w)
-                .unwrap_or_else(|| panic!("Makefile lacks {w}"))
-        })
-        .collect();
-    assert!(
-        pos.windows(2).all(|w| w[0] < w[1]),
-        "header variables out of order: {order:?}"
-    );
+    let pos = header_positions(&order, &want);
     assert_eq!(order[0], "PORTNAME");
     // USES comes after the license block.
     assert!(order.iter().position(|o| o == "USES").unwrap() > pos[9]);
