@@ -87,13 +87,25 @@ fn build_sources(dep_info: &Path) -> Vec<PathBuf> {
 /// lock on target/<name> makes the other test binaries of the run wait and find it fresh);
 /// later callers in the process get the path without running cargo again.
 pub fn variant_module(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    variant_module_in(&repo_root().join("target"), name, features, env)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`variant_module`] built under another target directory (`<target_dir>/<name>`), with an
+/// error instead of a panic when cargo cannot be run or the build fails (the benchmark's form).
+pub fn variant_module_in(
+    target_dir: &Path,
+    name: &str,
+    features: &[&str],
+    env: &[(&str, &str)],
+) -> Result<PathBuf, String> {
+    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
     let root = repo_root();
-    let target = root.join("target").join(name);
+    let target = target_dir.join(name);
     let so = target.join("release/libmod_dtprovider.so");
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built.iter().any(|n| n == name) {
-        return so;
+    if built.contains(&so) {
+        return Ok(so);
     }
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args([
@@ -111,10 +123,23 @@ pub fn variant_module(name: &str, features: &[&str], env: &[(&str, &str)]) -> Pa
     if !features.is_empty() {
         cmd.args(["--features", &features.join(",")]);
     }
-    let status = cmd.status().expect("run cargo");
-    assert!(status.success(), "building the {name} module failed");
-    built.push(name.to_string());
-    so
+    let status = cmd.status().map_err(|e| format!("run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("building the {name} module failed"));
+    }
+    built.push(so.clone());
+    Ok(so)
+}
+
+/// The module with the `usdt` probe backend (`DTPROVIDER_BACKEND=usdt`), built into
+/// `<target_dir>/usdt-backend` by [`variant_module_in`].
+pub fn usdt_backend_module_in(target_dir: &Path) -> Result<PathBuf, String> {
+    variant_module_in(
+        target_dir,
+        "usdt-backend",
+        &[],
+        &[("DTPROVIDER_BACKEND", "usdt")],
+    )
 }
 
 /// The probe backend of a module build (src/probes/): `Sdt`, the module's own SDT notes
@@ -144,7 +169,8 @@ impl Backend {
             Backend::Sdt => built_module(),
             Backend::Usdt => USDT
                 .get_or_init(|| {
-                    variant_module("usdt-backend", &[], &[("DTPROVIDER_BACKEND", "usdt")])
+                    usdt_backend_module_in(&repo_root().join("target"))
+                        .unwrap_or_else(|e| panic!("{e}"))
                 })
                 .clone(),
         }
