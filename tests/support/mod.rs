@@ -38,7 +38,11 @@ pub fn built_module() -> PathBuf {
     // A stale module would make every test below test old code.
     let built = fs::metadata(&so).and_then(|m| m.modified()).unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut sources = vec![root.join("build.rs"), root.join("wrapper.h")];
+    let mut sources = vec![
+        root.join("build.rs"),
+        root.join("dtprovider-sys/build.rs"),
+        root.join("dtprovider-sys/wrapper.h"),
+    ];
     sources.extend(
         fs::read_dir(root.join("src"))
             .unwrap()
