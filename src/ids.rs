@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Request ids are handed out to threads in blocks of this many, so that taking one is a
 /// thread-local increment rather than a locked instruction on a shared counter (whose
 /// `lock xadd`, measured with the benchmark's harness, was the largest part of request-start's
-/// own work after the clock; BENCHMARKS.md has what the traced path costs now).
+/// own work after the clock; the benchmark's report has what the traced path costs now).
 pub(crate) const ID_BLOCK: u64 = 1 << 12;
 
 /// Start of the next unused block of ids; `child_init` seeds it with `pid << 40 | 1`.
