@@ -11,72 +11,67 @@ use std::ffi::c_char;
 use std::mem::MaybeUninit;
 
 /// `dt_flags` bit 0: the connection runs TLS.
-pub const FLAG_TLS: u8 = 1 << 0;
+pub(crate) const FLAG_TLS: u8 = 1 << 0;
 /// `dt_flags` bit 1: the request was internally redirected (ErrorDocument, mod_rewrite, ...).
-pub const FLAG_REDIRECTED: u8 = 1 << 1;
+pub(crate) const FLAG_REDIRECTED: u8 = 1 << 1;
 /// `dt_flags` bit 2: request-done of a request that never reached request-start (Apache
 /// rejected it while reading it: 400, 408, 414, 431, ...).
-pub const FLAG_NO_START: u8 = 1 << 2;
+pub(crate) const FLAG_NO_START: u8 = 1 << 2;
 
 /// The native argument of both probes (`arg0`), 136 bytes, 64-bit only.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct DtHttpd {
-    pub dt_rqid: u64,
-    pub dt_status: u16,
-    pub dt_lport: u16,
-    pub dt_rport: u16,
-    pub dt_ipver: u8,
-    pub dt_flags: u8,
-    pub dt_latency_us: u64,
-    pub dt_bytes_sent: u64,
-    pub dt_start_us: u64,
-    pub dt_connid: u64,
-    pub dt_laddr: *const c_char,
-    pub dt_raddr: *const c_char,
-    pub dt_method: *const c_char,
-    pub dt_uri: *const c_char,
-    pub dt_agent: *const c_char,
-    pub dt_host: *const c_char,
-    pub dt_protocol: *const c_char,
-    pub dt_client: *const c_char,
-    pub dt_logid: *const c_char,
-    pub dt_path: *const c_char,
-    pub dt_reqline: *const c_char,
+pub(crate) struct DtHttpd {
+    pub(crate) dt_rqid: u64,
+    pub(crate) dt_status: u16,
+    pub(crate) dt_lport: u16,
+    pub(crate) dt_rport: u16,
+    pub(crate) dt_ipver: u8,
+    pub(crate) dt_flags: u8,
+    pub(crate) dt_latency_us: u64,
+    pub(crate) dt_bytes_sent: u64,
+    pub(crate) dt_start_us: u64,
+    pub(crate) dt_connid: u64,
+    pub(crate) dt_laddr: *const c_char,
+    pub(crate) dt_raddr: *const c_char,
+    pub(crate) dt_method: *const c_char,
+    pub(crate) dt_uri: *const c_char,
+    pub(crate) dt_agent: *const c_char,
+    pub(crate) dt_host: *const c_char,
+    pub(crate) dt_protocol: *const c_char,
+    pub(crate) dt_client: *const c_char,
+    pub(crate) dt_logid: *const c_char,
+    pub(crate) dt_path: *const c_char,
+    pub(crate) dt_reqline: *const c_char,
 }
 
 const USER_AGENT: Key = Key::new(c"User-Agent");
 
 /// The probes' six arguments, in order: `(arg0, ..., arg5)`.
-pub type ProbeArgs = (usize, usize, usize, usize, i32, u64);
+pub(crate) type ProbeArgs = (usize, usize, usize, usize, i32, u64);
 
 /// What the hook knows beyond the request itself.
 #[derive(Clone, Copy)]
-pub struct Event {
-    /// The request id (see `crate::hooks`).
-    pub id: u64,
+pub(crate) struct Event {
+    /// The request id (see `crate::ids`).
+    pub(crate) id: u64,
     /// Extra `dt_flags` bits decided by the hook (only [`FLAG_NO_START`]).
-    pub flags: u8,
+    pub(crate) flags: u8,
     /// The current time, microseconds since the epoch.
-    pub now_us: i64,
+    pub(crate) now_us: i64,
     /// Whether the connection runs TLS, when the hook already knows it (request-done of a
     /// request whose request-start fired: request-start recorded it). `None`: ask Apache.
-    pub tls: Option<bool>,
+    pub(crate) tls: Option<bool>,
 }
 
 impl DtHttpd {
-    /// The payload for request-start: the initial request, status 0, no bytes, and Apache's
-    /// log id only if it already has one. `UNIQUE_ID` is not looked up here: mod_unique_id
-    /// sets it in its own post_read_request hook, which runs after this module's (first of
-    /// all), so the lookup would cost a table walk per request and find nothing.
-    pub fn start(r: Request<'_>, ev: Event) -> DtHttpd {
-        *Self::start_in(&mut MaybeUninit::uninit(), r, ev)
-    }
-
-    /// [`DtHttpd::start`], written into `out`: the hooks build the payload where the probe
-    /// reads it, with no copy (copying it back from a temporary cost a store-forwarding
-    /// stall per request).
-    pub fn start_in<'p>(
+    /// The payload for request-start, written into `out`: the initial request, status 0, no
+    /// bytes, and Apache's log id only if it already has one. `UNIQUE_ID` is not looked up
+    /// here: mod_unique_id sets it in its own post_read_request hook, which runs after this
+    /// module's (first of all), so the lookup would cost a table walk per request and find
+    /// nothing. The hooks build the payload where the probe reads it, with no copy (copying it
+    /// back from a temporary cost a store-forwarding stall per request).
+    pub(crate) fn start_in<'p>(
         out: &'p mut MaybeUninit<DtHttpd>,
         r: Request<'_>,
         ev: Event,
@@ -84,15 +79,10 @@ impl DtHttpd {
         Self::build(out, r, r, 0, 0, r.apache_log_id(), ev)
     }
 
-    /// The payload for request-done. `r` is the request Apache logs (the original one of an
-    /// internal-redirect chain); status and bytes come from the last request of the chain,
-    /// exactly what `%>s` and `%B` log.
-    pub fn done(r: Request<'_>, ev: Event) -> DtHttpd {
-        *Self::done_in(&mut MaybeUninit::uninit(), r, ev)
-    }
-
-    /// [`DtHttpd::done`], written into `out` (see [`DtHttpd::start_in`]).
-    pub fn done_in<'p>(
+    /// The payload for request-done, written into `out` (see [`DtHttpd::start_in`]). `r` is
+    /// the request Apache logs (the original one of an internal-redirect chain); status and
+    /// bytes come from the last request of the chain, exactly what `%>s` and `%B` log.
+    pub(crate) fn done_in<'p>(
         out: &'p mut MaybeUninit<DtHttpd>,
         r: Request<'_>,
         ev: Event,
@@ -109,8 +99,8 @@ impl DtHttpd {
     }
 
     // Inlined into each hook, where the compiler knows more (request-start: status and bytes
-    // are 0 and `orig` is `last`): callgrind, harness with the probes enabled, 603 -> 562
-    // instructions per request.
+    // are 0 and `orig` is `last`); out of line it cost measurably more instructions per traced
+    // request (callgrind over the benchmark's harness with the probes enabled).
     #[inline(always)]
     fn build<'p>(
         out: &'p mut MaybeUninit<DtHttpd>,
@@ -159,7 +149,7 @@ impl DtHttpd {
     /// The six probe arguments for this payload; `self` must stay where it is while the
     /// probe fires (arg0 is its address).
     #[inline(always)]
-    pub fn args(&self) -> ProbeArgs {
+    pub(crate) fn args(&self) -> ProbeArgs {
         (
             self as *const DtHttpd as usize,
             self.dt_method as usize,
@@ -168,6 +158,18 @@ impl DtHttpd {
             i32::from(self.dt_status),
             self.dt_latency_us,
         )
+    }
+}
+
+/// The unit tests' by-value forms of [`DtHttpd::start_in`] and [`DtHttpd::done_in`].
+#[cfg(test)]
+impl DtHttpd {
+    pub(crate) fn start(r: Request<'_>, ev: Event) -> DtHttpd {
+        *Self::start_in(&mut MaybeUninit::uninit(), r, ev)
+    }
+
+    pub(crate) fn done(r: Request<'_>, ev: Event) -> DtHttpd {
+        *Self::done_in(&mut MaybeUninit::uninit(), r, ev)
     }
 }
 
@@ -184,7 +186,7 @@ fn log_id<'a>(orig: Request<'a>, last: Request<'a>) -> Text<'a> {
 
 /// Microseconds from `start` to `now`; 0 when Apache never set a start time or the clock
 /// went backwards.
-pub fn latency_us(start: i64, now: i64) -> u64 {
+pub(crate) fn latency_us(start: i64, now: i64) -> u64 {
     if start <= 0 {
         return 0;
     }
@@ -460,11 +462,12 @@ mod tests {
         let mut f = FakeRequest::new();
         f.set_uri("http://example.test").set_r_uri("/");
         assert_eq!(path(&f), "/");
-        f.set_method_number(crate::ffi::M_OPTIONS).set_r_uri("*");
+        f.set_method_number(crate::testing::M_OPTIONS)
+            .set_r_uri("*");
         assert_eq!(path(&f), "*");
         // Never parsed (rejected while reading the request line): empty, not NULL.
         let mut f = FakeRequest::new();
-        f.set_method_number(crate::ffi::M_OPTIONS);
+        f.set_method_number(crate::testing::M_OPTIONS);
         assert_eq!(path(&f), "");
     }
 

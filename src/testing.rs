@@ -1,11 +1,14 @@
 //! Unit-test support: fake Apache records, and stand-ins for the Apache/APR functions the
-//! module calls (in the real module they come from the httpd process).
+//! module calls (in the real module they come from the httpd process). Standing in for Apache,
+//! it builds the records from the bindings (`dtprovider_sys`) directly.
 
-use crate::ffi;
+use dtprovider_sys as ffi;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::Mutex;
+
+pub use ffi::M_OPTIONS;
 
 /// An `apr_table_t` stand-in with APR's layout: an `apr_array_header_t` of
 /// `apr_table_entry_t` first, which the module scans; the stubbed `apr_table_get` below (the
@@ -294,8 +297,8 @@ pub fn load_module() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // SAFETY: written once, before the tests read it, as Apache does at load time.
-        unsafe { crate::dtprovider_module.module_index = 3 };
+        unsafe { crate::module::dtprovider_module.module_index = 3 };
         // What register_hooks then does with it.
-        crate::hooks::set_slot_index(3);
+        crate::module::set_slot_index(3);
     });
 }

@@ -6,9 +6,10 @@
 //!
 //! 1. **Its site**: a 5-byte NOP (`nopl 0x0(%rax,%rax,1)`) in the hook's enabled path, where a
 //!    tracer places its uprobe. `<sys/sdt.h>` emits a 1-byte `nop`; Linux 6.18 and later run a
-//!    uprobe on a 5-byte NOP through a call into a trampoline instead of an int3 trap (measured
-//!    on the benchmark machine: about 235 instead of 450 ns per fired probe), and libbpf's
-//!    `usdt.h` made the same change. Older kernels trap on it as on any other instruction.
+//!    uprobe on a 5-byte NOP through a call into a trampoline instead of an int3 trap, at about
+//!    half the cost per fired probe (the benchmark's report times both kinds of site), and
+//!    libbpf's `usdt.h` made the same change. Older kernels trap on it as on any other
+//!    instruction.
 //! 2. **Its note**, in the non-allocated section `.note.stapsdt`: an ELF note of owner
 //!    `"stapsdt"` and type 3, whose descriptor holds
 //!    - the address of the site (8 bytes),

@@ -14,7 +14,7 @@ class ModDtprovider < Formula
   uses_from_macos "llvm" => :build # bindgen needs libclang
 
   def install
-    # build.rs asks apxs for Apache's headers.
+    # dtprovider-sys/build.rs asks apxs for Apache's headers.
     ENV["APXS"] = "#{Formula["httpd"].opt_bin}/apxs"
     # The ap_*/apr_* symbols come from the httpd that loads the module.
     ENV.append "RUSTFLAGS", "-C link-arg=-undefined -C link-arg=dynamic_lookup" if OS.mac?

@@ -86,7 +86,7 @@ pub fn freebsd(i: &Inputs) -> Vec<(String, String)> {
     writeln!(mk).unwrap();
     writeln!(
         mk,
-        "# bindgen needs libclang; build.rs asks apxs for Apache's headers."
+        "# bindgen needs libclang; dtprovider-sys/build.rs asks apxs for Apache's headers."
     )
     .unwrap();
     writeln!(mk, "MAKE_ENV+=\tAPXS=${{APXS}} \\").unwrap();

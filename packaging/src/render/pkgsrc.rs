@@ -82,7 +82,7 @@ pub fn pkgsrc(i: &Inputs) -> Vec<(String, String)> {
     writeln!(mk).unwrap();
     writeln!(
         mk,
-        "# bindgen (a build dependency) needs libclang; build.rs asks apxs for the headers."
+        "# bindgen (a build dependency) needs libclang; dtprovider-sys/build.rs asks apxs for the headers."
     )
     .unwrap();
     writeln!(mk, "TOOL_DEPENDS+=\t\tclang-[0-9]*:../../lang/clang").unwrap();

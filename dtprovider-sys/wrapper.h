@@ -1,4 +1,5 @@
-/* The Apache and APR declarations mod_dtprovider binds to (see build.rs). */
+/* The Apache and APR declarations mod_dtprovider binds to; bindgen reads this file with the
+ * allowlist in build.rs (this directory). */
 #include <httpd.h>
 #include <http_config.h>
 #include <http_protocol.h>
