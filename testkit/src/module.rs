@@ -54,9 +54,25 @@ pub fn built_module() -> PathBuf {
     so
 }
 
-/// The files a build of the module read: the paths cargo's dep-info file `dep_info` lists
-/// (`target: a b\ c ...`), or build.rs, wrapper.h and src/ when there is none.
+/// The files a build of the module read: the build scripts and the headers bindgen reads
+/// (which cargo's dep-info does not list), and the sources cargo's dep-info file `dep_info`
+/// lists (`target: a b\ c ...`), or src/ when there is none.
 fn build_sources(dep_info: &Path) -> Vec<PathBuf> {
+    let root = repo_root();
+    let scripts = [
+        "build.rs",
+        "dtprovider-sys/build.rs",
+        "dtprovider-sys/wrapper.h",
+    ]
+    .map(|f| root.join(f))
+    .into_iter()
+    .filter(|p| p.exists());
+    let mut sources: Vec<PathBuf> = scripts.collect();
+    sources.extend(crate_sources(dep_info));
+    sources
+}
+
+fn crate_sources(dep_info: &Path) -> Vec<PathBuf> {
     if let Ok(text) = fs::read_to_string(dep_info) {
         if let Some((_, deps)) = text.lines().next().and_then(|l| l.split_once(": ")) {
             // Files the build generated (bindgen's output under target/) are not sources.
@@ -69,16 +85,12 @@ fn build_sources(dep_info: &Path) -> Vec<PathBuf> {
                 .collect();
         }
     }
-    let root = repo_root();
-    let mut sources = vec![root.join("build.rs"), root.join("wrapper.h")];
-    sources.extend(
-        fs::read_dir(root.join("src"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path()),
-    );
-    sources.into_iter().filter(|p| p.exists()).collect()
+    fs::read_dir(repo_root().join("src"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
 }
 
 /// The module built with other build settings (a test-only feature, or another probe
