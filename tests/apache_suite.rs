@@ -21,7 +21,8 @@
 //! `DTPROVIDER_REPORT=1` also writes them into RELIABILITY.md.
 //!
 //! The framework comes from Debian's apache2 source package, unpacked under
-//! `target/apache2-source/` (`.ci/run` fetches it and installs the perl modules it needs;
+//! `target/apache2-source/` (CI fetches it with a `deb-src` line and `apt-get source apache2`,
+//! and installs the Debian packages of the perl modules it needs, `PERL_MODULES` below;
 //! `DTPROVIDER_APACHE_SOURCE` names another unpacked source tree). It refuses to run as root,
 //! so each pass runs it as `nobody` on a private copy, with bpftrace as root. Without root,
 //! bpftrace or the source the test skips loudly, and fails when `CI` is set.
@@ -333,8 +334,8 @@ fn need_suite(what: &str) -> Option<Source> {
     let mut missing = Vec::new();
     if src.is_none() {
         missing.push(
-            "Debian's apache2 source package unpacked in target/apache2-source (.ci/run adds a \
-             deb-src line and runs apt-get source apache2 there)",
+            "Debian's apache2 source package unpacked in target/apache2-source (add a deb-src \
+             line for the machine's suites and run apt-get source apache2 there)",
         );
     }
     if which("apxs").is_none() {
@@ -350,7 +351,7 @@ fn need_suite(what: &str) -> Option<Source> {
         .status()
         .is_ok_and(|s| s.success());
     if !perl_ok {
-        missing.push("the perl modules .ci/run installs (perl -e1 with them fails)");
+        missing.push("the perl modules the framework uses (perl -e1 with PERL_MODULES fails)");
     }
     need_all(what, &missing).then(|| src.unwrap())
 }
