@@ -84,7 +84,11 @@ pub fn homebrew(i: &Inputs) -> Vec<(String, String)> {
     .unwrap();
     writeln!(f).unwrap();
     writeln!(f, "  def install").unwrap();
-    writeln!(f, "    # dtprovider-sys/build.rs asks apxs for Apache's headers.").unwrap();
+    writeln!(
+        f,
+        "    # dtprovider-sys/build.rs asks apxs for Apache's headers."
+    )
+    .unwrap();
     writeln!(
         f,
         "    ENV[\"APXS\"] = \"#{{Formula[\"httpd\"].opt_bin}}/apxs\""
