@@ -343,7 +343,6 @@ fn dist_tarball_is_sorted_fixed_clean_and_exactly_the_include_list() {
             "packaging/",
             "bench/",
             "docs/packaging.md",
-            "docs/development.md",
         ] {
             assert!(
                 !rel.starts_with(bad),
