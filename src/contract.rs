@@ -347,3 +347,13 @@ fn a_wrong_or_missing_offset_comment_is_caught() {
     let missing = raw.replacen("/* 120:", "/* ", 1);
     assert!(std::panic::catch_unwind(|| check_offset_comments("missing", &missing, 0)).is_err());
 }
+
+#[test]
+fn the_harness_flag_bits_are_the_contract_s() {
+    // testkit keeps the one copy of the dt_flags bits that the integration tests, the
+    // benchmark and the packaging tests read; it must say what the module writes.
+    use crate::payload::{FLAG_NO_START, FLAG_REDIRECTED, FLAG_TLS};
+    assert_eq!(testkit::FLAG_TLS, FLAG_TLS);
+    assert_eq!(testkit::FLAG_REDIRECTED, FLAG_REDIRECTED);
+    assert_eq!(testkit::FLAG_NO_START, FLAG_NO_START);
+}
