@@ -27,7 +27,7 @@
 //! so each pass runs it as `nobody` on a private copy, with bpftrace as root. Without root,
 //! bpftrace or the source the test skips loudly, and fails when `CI` is set.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -331,12 +331,15 @@ fn need_suite(what: &str) -> Option<Source> {
         return None;
     }
     let src = source();
+    let no_source = format!(
+        "Debian's apache2 source package unpacked in {} (add a deb-src line for the machine's \
+         suites and run apt-get source apache2 in target/apache2-source; \
+         DTPROVIDER_APACHE_SOURCE names another place)",
+        source_root().display()
+    );
     let mut missing = Vec::new();
     if src.is_none() {
-        missing.push(
-            "Debian's apache2 source package unpacked in target/apache2-source (add a deb-src \
-             line for the machine's suites and run apt-get source apache2 there)",
-        );
+        missing.push(no_source.as_str());
     }
     if which("apxs").is_none() {
         missing.push("apxs (apt-get install apache2-dev)");
@@ -356,10 +359,14 @@ fn need_suite(what: &str) -> Option<Source> {
     need_all(what, &missing).then(|| src.unwrap())
 }
 
-fn source() -> Option<Source> {
-    let root = std::env::var_os("DTPROVIDER_APACHE_SOURCE")
+fn source_root() -> PathBuf {
+    std::env::var_os("DTPROVIDER_APACHE_SOURCE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_file("target/apache2-source"));
+        .unwrap_or_else(|| repo_file("target/apache2-source"))
+}
+
+fn source() -> Option<Source> {
+    let root = source_root();
     // The unpacked tree itself, or the directory `apt-get source` ran in.
     let mut trees = vec![root.clone()];
     if let Ok(rd) = fs::read_dir(&root) {
@@ -914,13 +921,13 @@ fn scan_error_logs(pf: &Path) -> (u64, Vec<String>) {
 struct Trace {
     starts: usize,
     dones: BTreeMap<i32, u64>,
-    /// request-done events without a request-start (all flagged), by status, with a few
-    /// examples of method and URI each.
-    no_start: BTreeMap<i32, (u64, Vec<String>)>,
+    /// request-done events without a request-start (all flagged), by status: how many, and
+    /// the distinct method-and-URI pairs they carried.
+    no_start: BTreeMap<i32, (u64, BTreeSet<String>)>,
 }
 
 fn check_trace(what: &str, out: &str, logged: &BTreeMap<i32, u64>) -> Trace {
-    let mut starts = HashMap::new();
+    let mut starts = HashSet::new();
     let mut dones = HashMap::new();
     let mut counted = BTreeMap::new();
     for l in out.lines() {
@@ -928,10 +935,7 @@ fn check_trace(what: &str, out: &str, logged: &BTreeMap<i32, u64>) -> Trace {
         match (f[0], f.len()) {
             ("S", 2) => {
                 let id: u64 = f[1].parse().unwrap();
-                assert!(
-                    starts.insert(id, ()).is_none(),
-                    "{what}: start id {id} twice"
-                );
+                assert!(starts.insert(id), "{what}: start id {id} twice");
             }
             ("D", 6) => {
                 let id: u64 = f[1].parse().unwrap();
@@ -949,11 +953,11 @@ fn check_trace(what: &str, out: &str, logged: &BTreeMap<i32, u64>) -> Trace {
         }
     }
     let mut by_status = BTreeMap::new();
-    let mut no_start: BTreeMap<i32, (u64, Vec<String>)> = BTreeMap::new();
+    let mut no_start: BTreeMap<i32, (u64, BTreeSet<String>)> = BTreeMap::new();
     for (id, (flags, status, method, uri)) in &dones {
         *by_status.entry(*status).or_insert(0u64) += 1;
         let flagged = flags & FLAG_NO_START != 0;
-        if starts.contains_key(id) {
+        if starts.contains(id) {
             assert!(
                 !flagged,
                 "{what}: done {id} has a start but the no-start flag"
@@ -966,12 +970,14 @@ fn check_trace(what: &str, out: &str, logged: &BTreeMap<i32, u64>) -> Trace {
             );
             let e = no_start.entry(*status).or_default();
             e.0 += 1;
-            if e.1.len() < 3 {
-                e.1.push(format!("{method:?} {uri:?}"));
-            }
+            e.1.insert(if method.is_empty() && uri.is_empty() {
+                "empty method and URI".into()
+            } else {
+                format!("{:?}", format!("{method} {uri}"))
+            });
         }
     }
-    let orphans: Vec<&u64> = starts.keys().filter(|id| !dones.contains_key(id)).collect();
+    let orphans: Vec<&u64> = starts.iter().filter(|id| !dones.contains_key(id)).collect();
     assert!(
         orphans.is_empty(),
         "{what}: {} request-start events without a request-done: {:?}",
@@ -1048,7 +1054,16 @@ impl Figures<'_> {
             no_start,
             t.no_start
                 .iter()
-                .map(|(s, (n, ex))| format!("{s}: {n}, e.g. {}", ex.join(" ")))
+                .map(|(s, (n, seen))| {
+                    let ex: Vec<&str> = seen.iter().take(3).map(String::as_str).collect();
+                    let more = seen.len().saturating_sub(ex.len());
+                    let more = if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    };
+                    format!("{s}: {n}, carrying {}{more}", ex.join(", "))
+                })
                 .collect::<Vec<_>>()
                 .join("; ")
         )
