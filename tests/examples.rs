@@ -119,16 +119,7 @@ fn http_requests_bt_prints_one_line_per_request() {
     assert_eq!(st, 200);
     let (p_v6, st, _) = request(v6(&a), "GET", "/page.html?v6", &[]);
     assert_eq!(st, 200);
-    let h2 = a.opts.h2c
-        && curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version}",
-            "--http2-prior-knowledge",
-            &a.url("/page.html?h2"),
-        ]) == "2";
+    let h2 = a.opts.h2c && h2c_request(&a.url("/page.html?h2"), &[]).starts_with("2 ");
     let n = 5 + usize::from(h2);
     assert_eq!(a.wait_access_lines(n).len(), n);
     let out = t.stop();

@@ -80,17 +80,7 @@ fn drive_matrix(a: &Apache) -> Sent {
     assert_eq!(st, 200);
     let h2 = a.opts.h2c;
     if h2 {
-        let out = curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-            "--http2-prior-knowledge",
-            "-A",
-            UA,
-            &a.url("/page.html?h2"),
-        ]);
+        let out = h2c_request(&a.url("/page.html?h2"), &["-A", UA]);
         assert_eq!(out, "2 200", "h2c request failed");
     }
     // Rejected while being read: never reach post_read_request.

@@ -162,6 +162,22 @@ pub fn curl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// One HTTP/2 cleartext request (`curl --http2-prior-knowledge`, with `extra` arguments such as
+/// headers) to `url`; what curl reports as `%{http_version} %{http_code}` (`"2 200"`).
+pub fn h2c_request(url: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{http_code}",
+        "--http2-prior-knowledge",
+    ];
+    args.extend_from_slice(extra);
+    args.push(url);
+    curl(&args)
+}
+
 pub fn module_has_http2() -> bool {
     Path::new(MODULES).join("mod_http2.so").exists()
 }

@@ -29,14 +29,7 @@ fn httpd_d_translates_every_member_from_fields_that_exist() {
         }
     }
     // ci_protocol comes from dt_ipver, never a constant "ipv4" (mod_usdt's bug).
-    let proto = l
-        .ci_xlate
-        .split("ci_protocol")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap();
+    let proto = member_expr(&l.ci_xlate, "ci_protocol");
     assert!(
         proto.contains("dt_ipver") && proto.contains("\"ipv6\"") && proto.contains("\"ipv4\""),
         "{proto}"
@@ -88,14 +81,7 @@ fn httpd_rqinfo_t_keeps_mod_usdt_members_and_adds_the_rest() {
         assert_eq!(ty(n).as_deref(), Some(t), "{n}");
     }
     // rq_path is the module's dt_path, read as it is (the module cuts the query string off).
-    let path = l
-        .rq_xlate
-        .split("rq_path =")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap();
+    let path = member_expr(&l.rq_xlate, "rq_path =");
     assert!(
         path.contains("dp->dt_path") && !path.contains("dt_uri"),
         "{path}"
@@ -211,4 +197,13 @@ fn translator_members_call_no_d_string_function() {
         called("rq_path = index(copyinstr(x), \"?\") < 0 ? \"\" : substr(y, 0, 2)"),
         ["copyinstr", "index", "substr"].map(String::from).into()
     );
+}
+
+/// What a translator assigns to a member: the text after `member` up to the next `;`.
+fn member_expr<'a>(xlate: &'a str, member: &str) -> &'a str {
+    let after = xlate
+        .split(member)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {member} in {xlate}"));
+    after.split(';').next().unwrap()
 }

@@ -60,17 +60,7 @@ fn rejected_requests_carry_the_request_line_apache_read() {
     }
     if a.opts.h2c {
         let header = format!("X-Big: {}", "b".repeat(10_000));
-        let out = curl(&[
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_version} %{http_code}",
-            "--http2-prior-knowledge",
-            "-H",
-            &header,
-            &a.url("/page.html?h2big"),
-        ]);
+        let out = h2c_request(&a.url("/page.html?h2big"), &["-H", &header]);
         assert_eq!(out, "2 431", "HTTP/2 with an oversized header field");
     }
     for h in idle {
