@@ -171,6 +171,9 @@ static request_rec *make_request(apr_pool_t *p)
     r->unparsed_uri = apr_pstrdup(p, "/index.html?q=1");
     r->uri = apr_pstrdup(p, "/index.html");
     r->args = apr_pstrdup(p, "q=1");
+    /* What Apache's ap_parse_uri leaves for the module's dt_path: the path, query apart. */
+    r->parsed_uri.path = apr_pstrdup(p, "/index.html");
+    r->parsed_uri.query = r->args;
     r->filename = apr_pstrdup(p, "/srv/htdocs/index.html");
     r->useragent_ip = c->client_ip;
     r->useragent_addr = c->client_addr;
