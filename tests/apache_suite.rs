@@ -28,7 +28,6 @@
 //! bpftrace or the source the test skips loudly, and fails when `CI` is set.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fmt;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -49,11 +48,14 @@ mod results;
 mod running;
 #[path = "apache_suite/source.rs"]
 mod source;
+#[path = "apache_suite/tap.rs"]
+mod tap;
 use config::*;
 use figures::*;
 use results::*;
 use running::*;
 use source::*;
+use tap::*;
 
 /// Pass 3's tracer: a line per request-start (`S id`) and per request-done
 /// (`D id flags status method uri`), and the request-done count per status. Reads `dt_rqid`
@@ -131,7 +133,7 @@ fn suite(mpm: Mpm) {
         );
     }
     for p in &passes[1..] {
-        let diff = differences(base, p);
+        let diff = differences(&base.files, &p.files, p.kind.name());
         assert!(
             diff.is_empty(),
             "{what}: test files whose result {} differs from the baseline's:\n{}",
@@ -308,64 +310,4 @@ fn run_pass(src: &Source, built: &Path, mpm: Mpm, kind: Kind) -> Pass {
         pass.seconds / 60.0
     );
     pass
-}
-
-/// File-by-file differences of `p` from `base`.
-fn differences(base: &Pass, p: &Pass) -> Vec<String> {
-    let names: BTreeSet<&String> = base.files.keys().chain(p.files.keys()).collect();
-    let mut diff = Vec::new();
-    for f in names {
-        let (a, b) = (base.files.get(f), p.files.get(f));
-        if a != b {
-            let show = |r: Option<&FileResult>| r.map_or("not run".into(), |r| r.to_string());
-            diff.push(format!(
-                "  {f}: baseline {}; {} {}",
-                show(a),
-                p.kind.name(),
-                show(b)
-            ));
-        }
-    }
-    diff
-}
-
-// ---------------------------------------------------------------------------------------
-// the checks themselves can fail
-
-#[test]
-fn tap_results_and_differences_are_read_exactly() {
-    let ok = parse_tap("1..3\n# comment\nok 1\nok 2 # skip no TLS 1.3\nok 3 - named\n");
-    assert_eq!((ok.verdict(), ok.ran, ok.skipped), ("ok", 3, 1));
-    let failed = parse_tap("1..4 todo 3;\nok 1\nnot ok 2\nnot ok 3\n    not ok 1\nok 4\n");
-    assert_eq!(failed.verdict(), "failed");
-    assert_eq!((failed.failed, failed.todo_failed), (vec![2], vec![3]));
-    let short = parse_tap("1..5\nok 1\nok 2\n");
-    assert_eq!(short.verdict(), "failed", "a file that stopped early");
-    let skipped = parse_tap("1..0 # skipped: cannot find module 'mod_heartbeat'\n");
-    assert_eq!(skipped.verdict(), "skipped");
-    assert_eq!(
-        skipped.to_string(),
-        "skipped (cannot find module 'mod_heartbeat')"
-    );
-    let pass = |files: Vec<(&str, FileResult)>| Pass {
-        kind: Kind::Loaded,
-        files: files.into_iter().map(|(f, r)| (f.to_string(), r)).collect(),
-        logged: BTreeMap::new(),
-        error_log_bytes: 0,
-        trace: None,
-        seconds: 0.0,
-    };
-    let base = pass(vec![("t/a.t", ok.clone()), ("t/b.t", skipped.clone())]);
-    assert!(
-        differences(
-            &base,
-            &pass(vec![("t/a.t", ok.clone()), ("t/b.t", skipped)])
-        )
-        .is_empty()
-    );
-    let diff = differences(
-        &base,
-        &pass(vec![("t/a.t", parse_tap("1..3\nok 1\nnot ok 2\nok 3\n"))]),
-    );
-    assert_eq!(diff.len(), 2, "{diff:?}");
 }

@@ -1,6 +1,6 @@
 //! The shipped module as a file: probe notes, semaphores, exported symbol, segment layout; for
-//! the module under test (the `sdt` probe backend, src/probes/sdt.rs) and for its `usdt`
-//! backend build (target/usdt-backend), which the probe tests trace too.
+//! the module under test (the `sdt` probe backend, src/probes/sdt.rs) and, in the full suite,
+//! for its `usdt` backend build (target/usdt-backend), which the probe tests trace too.
 //!
 //! The layout check guards the "semaphore trap": the kernel keeps USDT semaphores by file
 //! offset, so if the page holding them belongs to two loadable segments (RELRO sharing a page
@@ -231,7 +231,10 @@ fn module_file_is_what_tracers_need() {
 }
 
 /// The same module with the `usdt` backend (the hook code DTrace systems run): usdt's own
-/// notes, under DTrace's names, with what every build needs.
+/// notes, under DTrace's names, with what every build needs. In the full suite (`live`), which
+/// builds that variant for the probe tests anyway: a second build of every dependency would
+/// double the rootless tier's time.
+#[cfg(feature = "live")]
 #[test]
 fn usdt_backend_build_is_what_tracers_need() {
     check_module(

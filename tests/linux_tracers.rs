@@ -108,24 +108,12 @@ impl Drop for PerfProbes {
 
 /// The address of a probe's site, as its note gives it (`readelf -n`).
 fn note_location(module: &Path, probe: &str) -> u64 {
-    let out = Command::new("readelf")
-        .arg("-n")
-        .arg(module)
-        .output()
-        .expect("readelf");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut lines = text.lines().map(str::trim);
-    while let Some(l) = lines.next() {
-        if l == format!("Name: {probe}") {
-            let loc = lines.next().unwrap();
-            let hex = loc
-                .strip_prefix("Location: 0x")
-                .and_then(|r| r.split(',').next())
-                .unwrap_or_else(|| panic!("{loc:?}"));
-            return u64::from_str_radix(hex, 16).unwrap();
-        }
-    }
-    panic!("no note for {probe}:\n{text}");
+    let notes = probe_notes(module);
+    notes
+        .iter()
+        .find(|n| n.provider == "httpd" && n.name == probe)
+        .unwrap_or_else(|| panic!("no note for {probe}: {notes:?}"))
+        .location
 }
 
 /// The field `key=` of a uprobe_events line or a perf script line (up to the next space).

@@ -13,7 +13,7 @@ use std::process::Command;
 /// it; cargo finds it fresh when it is, so this is done even with `--no-build`.
 pub fn build_usdt_backend(target: &Path) -> R<PathBuf> {
     step("building the module with the usdt backend (DTPROVIDER_BACKEND=usdt)");
-    testkit::usdt_backend_module_in(target)
+    testkit::usdt_backend_module_in(target, "release")
 }
 
 /// A copy of the built module as `dir/mod_dtprovider.so` (each section traces or loads its

@@ -141,12 +141,7 @@ fn real_main(o: &Opts) -> R<()> {
 
     if !o.no_build {
         step("building the module (cargo build --release -p mod_dtprovider)");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        util::run(
-            Command::new(cargo)
-                .args(["build", "--release", "-p", "mod_dtprovider"])
-                .current_dir(&root),
-        )?;
+        testkit::cargo_build(&target, "release", &[], &[])?;
     }
     let built = target.join("release/libmod_dtprovider.so");
     if !built.exists() {

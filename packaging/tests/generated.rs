@@ -163,20 +163,34 @@ fn check_fails_naming_the_drifted_file() {
     assert!(String::from_utf8_lossy(&e.stderr).contains("examples/http-new.bt"));
 }
 
-/// README's test command (the set-up command that runs the whole suite) is what `.ci/run`
-/// runs, so changing the workspaces cannot leave one of them stale.
+/// README's set-up command for the whole suite is what `.ci/run` runs, and the test command
+/// README shows is what that script runs, so changing the workspaces cannot leave one of them
+/// stale.
 #[test]
 fn ci_runs_the_readme_test_command() {
     let readme = read("README.md");
     let sec = &readme[readme
         .find("\n## Running the tests\n")
         .expect("README has \"## Running the tests\"")..];
-    let start = sec.find("```sh\n").expect("a ```sh block") + 6;
-    let cmd = &sec[start..start + sec[start..].find("```").unwrap()];
+    let blocks: Vec<&str> = sec
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| &b[..b.find("```").expect("a closed ```sh block")])
+        .collect();
+    let (setup, cmd) = (blocks[0].trim(), blocks[1]);
     let ci = read(".ci/run");
     assert!(
-        ci.contains(cmd),
-        ".ci/run does not run README's test command:\n{cmd}"
+        ci.lines().any(|l| l == format!("exec {setup}")),
+        ".ci/run does not run README's set-up command {setup:?}:\n{ci}"
+    );
+    let script = read(setup.trim_start_matches("./"));
+    assert!(
+        script.contains(cmd),
+        "{setup} does not run README's test command:\n{cmd}"
+    );
+    assert!(
+        script.trim_end().ends_with(cmd.trim_end()),
+        "README's test command is not {setup}'s last, so its status is not the script's"
     );
     for ws in ["Cargo.toml", "packaging/Cargo.toml", "bench/Cargo.toml"] {
         let t: toml::Table = read(ws).parse().unwrap();
@@ -192,10 +206,10 @@ fn ci_runs_the_readme_test_command() {
             "README's test command does not test the {ws} workspace"
         );
     }
-    let lint_loop = ci
+    let lint_loop = script
         .lines()
         .find(|l| l.starts_with("for manifest in "))
-        .expect(".ci/run lints each workspace in a `for manifest in ...` loop");
+        .expect("the set-up script lints each workspace in a `for manifest in ...` loop");
     let listed: Vec<&str> = lint_loop
         .trim_start_matches("for manifest in ")
         .trim_end_matches("; do")
@@ -204,6 +218,6 @@ fn ci_runs_the_readme_test_command() {
     assert_eq!(
         listed,
         ["Cargo.toml", "packaging/Cargo.toml", "bench/Cargo.toml"],
-        ".ci/run formats and lints every workspace"
+        "the set-up script formats and lints every workspace"
     );
 }

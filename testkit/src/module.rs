@@ -22,36 +22,110 @@ pub fn repo_file(rel: &str) -> PathBuf {
     repo_root().join(rel)
 }
 
-/// The module built by this `cargo test` run (target/<profile>/libmod_dtprovider.so, next
-/// to the test binary's deps/ directory), checked to be newer than its sources.
+/// The module under test: the cdylib of this `cargo test` run's profile
+/// (target/<profile>/libmod_dtprovider.so, next to the test binary's deps/ directory). Cargo
+/// does not build a cdylib for integration tests, so the first caller in a test process runs
+/// `cargo build --lib` for that profile (a no-op when the module is fresh; cargo's lock on the
+/// target directory serialises test binaries) and checks the result is newer than its sources.
 pub fn built_module() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let (target, profile) = test_run_target();
+            let so = cargo_build(&target, &profile, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
+            check_fresh(&so);
+            so
+        })
+        .clone()
+}
+
+/// The target directory and cargo profile of the running test binary
+/// (`<target>/<profile dir>/deps/<binary>`; the dev profile's directory is `debug`).
+fn test_run_target() -> (PathBuf, String) {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test-binary>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>");
-    let so = profile_dir.join("libmod_dtprovider.so");
-    assert!(
-        so.exists(),
-        "{} does not exist: build the module first (`cargo build --release`; the README's test \
-         command does this)",
-        so.display()
-    );
-    // A stale module would make every test below test old code: every source of the build
-    // (cargo's dep-info file next to it; without one, build.rs, wrapper.h and src/) must be
-    // older than the module.
-    let built = fs::metadata(&so).and_then(|m| m.modified()).unwrap();
-    for src in build_sources(&profile_dir.join("libmod_dtprovider.d")) {
+    let dir = profile_dir.file_name().unwrap().to_string_lossy();
+    let profile = if dir == "debug" {
+        "dev".into()
+    } else {
+        dir.into_owned()
+    };
+    let target = profile_dir.parent().expect("the target directory");
+    (target.to_path_buf(), profile)
+}
+
+/// `cargo build --lib -p mod_dtprovider --profile <profile>` into `target_dir`, with these
+/// features and environment variables on top of the caller's: the module's one build command
+/// for the tests and the benchmark. Returns the cdylib's path,
+/// `<target_dir>/<profile dir>/libmod_dtprovider.so`.
+pub fn cargo_build(
+    target_dir: &Path,
+    profile: &str,
+    features: &[&str],
+    env: &[(&str, &str)],
+) -> Result<PathBuf, String> {
+    cargo_build_unsetting(target_dir, profile, features, env, &[])
+}
+
+/// [`cargo_build`] with the variables `unset` removed from the caller's environment first.
+fn cargo_build_unsetting(
+    target_dir: &Path,
+    profile: &str,
+    features: &[&str],
+    env: &[(&str, &str)],
+    unset: &[&str],
+) -> Result<PathBuf, String> {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    cmd.args([
+        "build",
+        "--lib",
+        "-p",
+        "mod_dtprovider",
+        "--profile",
+        profile,
+    ])
+    .arg("--target-dir")
+    .arg(target_dir)
+    .current_dir(repo_root());
+    for var in unset {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    if !features.is_empty() {
+        cmd.args(["--features", &features.join(",")]);
+    }
+    let status = cmd.status().map_err(|e| format!("run cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the module (profile {profile}, features {features:?}, env {env:?}) \
+             into {} failed",
+            target_dir.display()
+        ));
+    }
+    let dir = if profile == "dev" { "debug" } else { profile };
+    let so = target_dir.join(dir).join("libmod_dtprovider.so");
+    if !so.exists() {
+        return Err(format!("cargo built no {}", so.display()));
+    }
+    Ok(so)
+}
+
+/// A stale module would make every test test old code: every source of the build (cargo's
+/// dep-info file next to it; without one, build.rs, wrapper.h and src/) must be older than it.
+fn check_fresh(so: &Path) {
+    let built = fs::metadata(so).and_then(|m| m.modified()).unwrap();
+    for src in build_sources(&so.with_extension("d")) {
         let changed = fs::metadata(&src).and_then(|m| m.modified()).unwrap();
         assert!(
             changed <= built,
-            "{} is newer than {}: rebuild the module (`cargo build --release`) before testing",
+            "{} is newer than {} just after cargo built it",
             src.display(),
             so.display()
         );
     }
-    so
 }
 
 /// The files a build of the module read: the build scripts and the headers bindgen reads
@@ -95,59 +169,42 @@ fn crate_sources(dep_info: &Path) -> Vec<PathBuf> {
 
 /// The module built with other build settings (a test-only feature, or another probe
 /// backend) into its own target directory, target/<name>, so that it never replaces the
-/// module under test. Built once per run: the first caller in a process builds it (cargo's
-/// lock on target/<name> makes the other test binaries of the run wait and find it fresh);
-/// later callers in the process get the path without running cargo again.
+/// module under test, in this test run's profile. Built once per run: the first caller in a
+/// process builds it (cargo's lock on target/<name> makes the other test binaries of the run
+/// wait and find it fresh); later callers in the process get the path without running cargo.
 pub fn variant_module(name: &str, features: &[&str], env: &[(&str, &str)]) -> PathBuf {
-    variant_module_in(&repo_root().join("target"), name, features, env)
-        .unwrap_or_else(|e| panic!("{e}"))
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, so)) = built.iter().find(|(n, _)| n == name) {
+        return so.clone();
+    }
+    let (target, profile) = test_run_target();
+    let so =
+        variant_module_in(&target, &profile, name, features, env).unwrap_or_else(|e| panic!("{e}"));
+    built.push((name.to_string(), so.clone()));
+    so
 }
 
-/// [`variant_module`] built under another target directory (`<target_dir>/<name>`), with an
-/// error instead of a panic when cargo cannot be run or the build fails (the benchmark's form).
+/// [`variant_module`] built under another target directory (`<target_dir>/<name>`) in
+/// `profile`, with an error instead of a panic (the benchmark's form). The variant's settings
+/// are exactly `features` and `env`: a `DTPROVIDER_BACKEND` of the caller's is not passed on.
 pub fn variant_module_in(
     target_dir: &Path,
+    profile: &str,
     name: &str,
     features: &[&str],
     env: &[(&str, &str)],
 ) -> Result<PathBuf, String> {
-    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-    let root = repo_root();
     let target = target_dir.join(name);
-    let so = target.join("release/libmod_dtprovider.so");
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built.contains(&so) {
-        return Ok(so);
-    }
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "--release",
-        "--lib",
-        "-p",
-        "mod_dtprovider",
-        "--target-dir",
-    ])
-    .arg(&target)
-    .env_remove("DTPROVIDER_BACKEND")
-    .envs(env.iter().copied())
-    .current_dir(&root);
-    if !features.is_empty() {
-        cmd.args(["--features", &features.join(",")]);
-    }
-    let status = cmd.status().map_err(|e| format!("run cargo: {e}"))?;
-    if !status.success() {
-        return Err(format!("building the {name} module failed"));
-    }
-    built.push(so.clone());
-    Ok(so)
+    cargo_build_unsetting(&target, profile, features, env, &["DTPROVIDER_BACKEND"])
 }
 
 /// The module with the `usdt` probe backend (`DTPROVIDER_BACKEND=usdt`), built into
 /// `<target_dir>/usdt-backend` by [`variant_module_in`].
-pub fn usdt_backend_module_in(target_dir: &Path) -> Result<PathBuf, String> {
+pub fn usdt_backend_module_in(target_dir: &Path, profile: &str) -> Result<PathBuf, String> {
     variant_module_in(
         target_dir,
+        profile,
         "usdt-backend",
         &[],
         &[("DTPROVIDER_BACKEND", "usdt")],
@@ -173,18 +230,13 @@ impl Backend {
         }
     }
 
-    /// This backend's build of the module: the one this `cargo test` run built (sdt), or the
-    /// usdt backend built once into target/usdt-backend (by the first test that needs it).
+    /// This backend's build of the module, in this test run's profile: the module under test
+    /// (sdt), or the usdt backend built once into target/usdt-backend (by the first test that
+    /// needs it).
     pub fn module(self) -> PathBuf {
-        static USDT: OnceLock<PathBuf> = OnceLock::new();
         match self {
             Backend::Sdt => built_module(),
-            Backend::Usdt => USDT
-                .get_or_init(|| {
-                    usdt_backend_module_in(&repo_root().join("target"))
-                        .unwrap_or_else(|e| panic!("{e}"))
-                })
-                .clone(),
+            Backend::Usdt => variant_module("usdt-backend", &[], &[("DTPROVIDER_BACKEND", "usdt")]),
         }
     }
 
@@ -221,25 +273,53 @@ impl Backend {
     }
 }
 
-/// The names of the `httpd` probes in a module's `.note.stapsdt`, sorted (`readelf -n`).
-pub fn note_names(module: &Path) -> Vec<String> {
+/// One probe of a module's `.note.stapsdt`, as `readelf -n` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeNote {
+    pub provider: String,
+    pub name: String,
+    /// The probe site's address (`Location:`).
+    pub location: u64,
+}
+
+/// The probes of a module's `.note.stapsdt`, in file order (`readelf -n`; tests/elf.rs reads
+/// the notes' bytes itself).
+pub fn probe_notes(module: &Path) -> Vec<ProbeNote> {
     let out = Command::new("readelf")
         .arg("-n")
         .arg(module)
         .output()
         .expect("readelf (binutils)");
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut v = Vec::new();
+    let mut notes = Vec::new();
     let mut provider = String::new();
+    let mut name = None;
     for l in text.lines().map(str::trim) {
         if let Some(p) = l.strip_prefix("Provider: ") {
             provider = p.to_string();
         } else if let Some(n) = l.strip_prefix("Name: ") {
-            if provider == "httpd" {
-                v.push(n.to_string());
-            }
+            name = Some(n.to_string());
+        } else if let (Some(loc), Some(n)) = (l.strip_prefix("Location: 0x"), name.take()) {
+            let hex = loc.split(',').next().unwrap_or_default();
+            let location = u64::from_str_radix(hex, 16)
+                .unwrap_or_else(|_| panic!("{}: bad note line {l:?}", module.display()));
+            notes.push(ProbeNote {
+                provider: provider.clone(),
+                name: n,
+                location,
+            });
         }
     }
+    notes
+}
+
+/// The names of the `httpd` probes in a module's `.note.stapsdt`, sorted.
+pub fn note_names(module: &Path) -> Vec<String> {
+    let mut v: Vec<String> = probe_notes(module)
+        .into_iter()
+        .filter(|n| n.provider == "httpd")
+        .map(|n| n.name)
+        .collect();
     v.sort();
     v
 }
