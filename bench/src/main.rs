@@ -141,7 +141,7 @@ fn real_main(o: &Opts) -> R<()> {
 
     if !o.no_build {
         step("building the module (cargo build --release -p mod_dtprovider)");
-        testkit::cargo_build(&target, "release", &[], &[])?;
+        testkit::cargo_build(&target, "release")?;
     }
     let built = target.join("release/libmod_dtprovider.so");
     if !built.exists() {

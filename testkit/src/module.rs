@@ -32,7 +32,7 @@ pub fn built_module() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let (target, profile) = test_run_target();
-            let so = cargo_build(&target, &profile, &[], &[]).unwrap_or_else(|e| panic!("{e}"));
+            let so = cargo_build(&target, &profile).unwrap_or_else(|e| panic!("{e}"));
             check_fresh(&so);
             so
         })
@@ -57,17 +57,12 @@ fn test_run_target() -> (PathBuf, String) {
     (target.to_path_buf(), profile)
 }
 
-/// `cargo build --lib -p mod_dtprovider --profile <profile>` into `target_dir`, with these
-/// features and environment variables on top of the caller's: the module's one build command
-/// for the tests and the benchmark. Returns the cdylib's path,
+/// `cargo build --lib -p mod_dtprovider --profile <profile>` into `target_dir`, in the caller's
+/// environment: the module's one build command for the tests and the benchmark (variants add
+/// their settings through [`variant_module_in`]). Returns the cdylib's path,
 /// `<target_dir>/<profile dir>/libmod_dtprovider.so`.
-pub fn cargo_build(
-    target_dir: &Path,
-    profile: &str,
-    features: &[&str],
-    env: &[(&str, &str)],
-) -> Result<PathBuf, String> {
-    cargo_build_unsetting(target_dir, profile, features, env, &[])
+pub fn cargo_build(target_dir: &Path, profile: &str) -> Result<PathBuf, String> {
+    cargo_build_unsetting(target_dir, profile, &[], &[], &[])
 }
 
 /// [`cargo_build`] with the variables `unset` removed from the caller's environment first.
@@ -199,16 +194,15 @@ pub fn variant_module_in(
     cargo_build_unsetting(&target, profile, features, env, &["DTPROVIDER_BACKEND"])
 }
 
+/// The variant with the `usdt` probe backend: its name (its directory under the target
+/// directory) and its build environment.
+const USDT_BACKEND: &str = "usdt-backend";
+const USDT_BACKEND_ENV: &[(&str, &str)] = &[("DTPROVIDER_BACKEND", "usdt")];
+
 /// The module with the `usdt` probe backend (`DTPROVIDER_BACKEND=usdt`), built into
 /// `<target_dir>/usdt-backend` by [`variant_module_in`].
 pub fn usdt_backend_module_in(target_dir: &Path, profile: &str) -> Result<PathBuf, String> {
-    variant_module_in(
-        target_dir,
-        profile,
-        "usdt-backend",
-        &[],
-        &[("DTPROVIDER_BACKEND", "usdt")],
-    )
+    variant_module_in(target_dir, profile, USDT_BACKEND, &[], USDT_BACKEND_ENV)
 }
 
 /// The probe backend of a module build (src/probes/): `Sdt`, the module's own SDT notes
@@ -236,7 +230,7 @@ impl Backend {
     pub fn module(self) -> PathBuf {
         match self {
             Backend::Sdt => built_module(),
-            Backend::Usdt => variant_module("usdt-backend", &[], &[("DTPROVIDER_BACKEND", "usdt")]),
+            Backend::Usdt => variant_module(USDT_BACKEND, &[], USDT_BACKEND_ENV),
         }
     }
 

@@ -6,7 +6,7 @@ use super::*;
 
 /// The probe names DTrace systems see (`request-done`): the provider definition's
 /// (src/httpd_provider.d, which the `usdt` backend that illumos, FreeBSD and macOS run is built
-/// from) with DTrace's rule applied (`__` becomes `-`). The definition's names must be the
+/// from) with DTrace's rule applied (`__` becomes `-`, [`Backend::probe`]). The definition's names must be the
 /// module's Linux notes (`request__done`); tests/elf.rs checks the `usdt` backend build's notes
 /// in the full suite, which builds that variant.
 fn module_probes() -> BTreeSet<String> {
@@ -22,7 +22,7 @@ fn module_probes() -> BTreeSet<String> {
         defined,
         "Linux notes vs the provider definition"
     );
-    defined.iter().map(|n| n.replace("__", "-")).collect()
+    defined.iter().map(|n| Backend::Usdt.probe(n)).collect()
 }
 
 fn conversions(fmt: &str) -> usize {
